@@ -1,0 +1,1 @@
+"""Provenance analysis: never imports torch or diffusers."""

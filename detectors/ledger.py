@@ -1,0 +1,139 @@
+"""The output ledger: one SQLite row per labelled output, in the user data directory.
+
+It lets a verify recover provenance for a copy whose metadata was stripped: look the
+watermark payload up, or nominate candidates by perceptual hash and confirm them.
+Rows hold file names, never paths, and the public record (no prompt unless recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from detectors.fingerprint import CANDIDATE_BITS, hamming
+from detectors.paths import data_dir
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outputs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    phash TEXT NOT NULL,
+    created TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    format TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    record_json TEXT NOT NULL,
+    manifest_json TEXT NOT NULL,
+    UNIQUE (sha256)
+);
+CREATE INDEX IF NOT EXISTS outputs_payload ON outputs (payload);
+"""
+
+
+@dataclass
+class LedgerEntry:
+    payload: str
+    sha256: str
+    phash: str
+    created: str
+    file_name: str
+    format: str
+    width: int
+    height: int
+    record: dict
+    manifest: dict
+    id: int | None = None
+
+
+def default_path() -> Path:
+    return data_dir() / "ledger.sqlite"
+
+
+class Ledger:
+    def __init__(self, path: Path | None = None, *, readonly: bool = False):
+        self.path = Path(path) if path else default_path()
+        if readonly:
+            if not self.path.exists():
+                self.db = None
+                return
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=10)
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def add(self, e: LedgerEntry) -> int:
+        with self.db:
+            cur = self.db.execute(
+                "INSERT OR REPLACE INTO outputs (payload, sha256, phash, created, file_name, format,"
+                " width, height, record_json, manifest_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    e.payload,
+                    e.sha256,
+                    e.phash,
+                    e.created,
+                    e.file_name,
+                    e.format,
+                    e.width,
+                    e.height,
+                    json.dumps(e.record, sort_keys=True),
+                    json.dumps(e.manifest, sort_keys=True),
+                ),
+            )
+        return cur.lastrowid
+
+    def _rows(self, where: str = "", args: tuple = ()) -> list[LedgerEntry]:
+        if self.db is None:
+            return []
+        cur = self.db.execute(
+            "SELECT id, payload, sha256, phash, created, file_name, format, width, height,"
+            f" record_json, manifest_json FROM outputs {where} ORDER BY id",
+            args,
+        )
+        return [
+            LedgerEntry(
+                id=r[0],
+                payload=r[1],
+                sha256=r[2],
+                phash=r[3],
+                created=r[4],
+                file_name=r[5],
+                format=r[6],
+                width=r[7],
+                height=r[8],
+                record=json.loads(r[9]),
+                manifest=json.loads(r[10]),
+            )
+            for r in cur.fetchall()
+        ]
+
+    def by_payload(self, payload: str) -> list[LedgerEntry]:
+        return self._rows("WHERE payload = ?", (payload,))
+
+    def by_sha256(self, sha256: str) -> LedgerEntry | None:
+        rows = self._rows("WHERE sha256 = ?", (sha256,))
+        return rows[0] if rows else None
+
+    def by_phash(self, phash: str, max_bits: int = CANDIDATE_BITS) -> list[tuple[int, LedgerEntry]]:
+        """Candidates within max_bits of phash, nearest first."""
+        hits = [(hamming(phash, e.phash), e) for e in self._rows()]
+        return sorted(((d, e) for d, e in hits if d <= max_bits), key=lambda t: t[0])
+
+    def count(self) -> int:
+        if self.db is None:
+            return 0
+        return self.db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
