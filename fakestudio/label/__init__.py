@@ -1,0 +1,1 @@
+"""The labeller: watermark, badge, metadata, C2PA signing identity and manifest."""
