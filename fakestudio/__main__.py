@@ -1,0 +1,3 @@
+from fakestudio.cli import main
+
+main()

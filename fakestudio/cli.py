@@ -1,0 +1,252 @@
+"""The `fakestudio` command line: small commands, quiet by default, --json for machines.
+
+Exit codes: 0 success; 2 a usage error or bad input (one line on stderr, no traceback);
+130 interrupted (no half-written file is left behind). `verify` documents its own codes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from fakestudio import __version__
+from fakestudio.errors import UserError
+
+
+class _Group(click.Group):
+    """Turns user mistakes into one clear line and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"fakestudio: error: {e}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("fakestudio: interrupted; no partial file was left behind", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fakestudio")
+def cli():
+    """Make labelled AI images and check where any image came from.
+
+    Every image fakestudio writes carries an invisible watermark, a signed C2PA manifest
+    saying it is AI-generated, IPTC metadata, and a row in your local output ledger.
+    Likeness and publicity laws apply to whoever generates and shares an image.
+    """
+
+
+def _lora_option(value):
+    from fakestudio.lora import parse_lora_arg
+
+    return [parse_lora_arg(v) for v in value]
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("out"),
+    show_default=True,
+    help="Output folder (created if missing).",
+)
+@click.option("-n", "--num", "n", type=int, default=1, show_default=True, help="Number of images.")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of the first image (image i uses seed+i). Default: random.",
+)
+@click.option("--negative", default="", help="Negative prompt.")
+@click.option("--steps", type=int, default=20, show_default=True)
+@click.option(
+    "--guidance", type=float, default=7.0, show_default=True, help="Classifier-free guidance scale."
+)
+@click.option(
+    "--width",
+    type=int,
+    default=None,
+    help="Pixels, divisible by 8, at least 256. Default: the base's native size.",
+)
+@click.option("--height", type=int, default=None)
+@click.option(
+    "--scheduler",
+    default="euler",
+    show_default=True,
+    help="euler, euler_a, ddim, dpm++2m, dpm++2m_karras, unipc, heun, lms, pndm, ... (A1111 names work too).",
+)
+@click.option(
+    "--base",
+    default="tiny",
+    show_default=True,
+    help="'tiny' (embedded), a diffusers SD1.5/SDXL folder, a single-file .safetensors checkpoint, or a cached hub id.",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="For single-file checkpoints: a diffusers folder whose configs match the weights.",
+)
+@click.option(
+    "--tokenizer",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="For single-file checkpoints: a CLIP tokenizer folder.",
+)
+@click.option(
+    "--lora", "loras", multiple=True, metavar="FILE[:WEIGHT]", help="A LoRA to apply; repeatable."
+)
+@click.option(
+    "--lora-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where <lora:name:weight> tags in the prompt are looked up.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True
+)
+@click.option("--badge", is_flag=True, help="Also stamp a visible 'AI-generated' badge.")
+@click.option(
+    "--record-prompt",
+    is_flag=True,
+    help="Put the prompt into the manifest and metadata (off by default).",
+)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda when available.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def generate(
+    prompt,
+    out,
+    n,
+    seed,
+    negative,
+    steps,
+    guidance,
+    width,
+    height,
+    scheduler,
+    base,
+    config,
+    tokenizer,
+    loras,
+    lora_dir,
+    fmt,
+    badge,
+    record_prompt,
+    device,
+    as_json,
+):
+    """Generate labelled images from PROMPT.
+
+    \b
+    fakestudio generate "a photo of ben0a at a conference" --out out/ --seed 7 -n 4
+    fakestudio generate "portrait <lora:ben0a:0.8>" --lora-dir loras/ --base ./sd15
+    """
+    from fakestudio.generate import GenerateConfig, check_config
+    from fakestudio.generate import generate as run
+    from fakestudio.progress import step_progress
+
+    cfg = GenerateConfig(
+        prompt=prompt,
+        out=out,
+        negative=negative,
+        n=n,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        scheduler=scheduler,
+        base=base,
+        config=config,
+        tokenizer=tokenizer,
+        loras=_lora_option(loras),
+        lora_dir=lora_dir,
+        fmt=fmt,
+        badge=badge,
+        record_prompt=record_prompt,
+        device=device,
+    )
+    check_config(cfg)
+    with step_progress(f"generating {n} image{'s' if n > 1 else ''}", quiet=as_json) as on_step:
+        written = run(cfg, on_step=on_step)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "path": str(w.path),
+                        "watermark": w.payload,
+                        "sha256": w.sha256,
+                        "ledger_id": w.ledger_id,
+                    }
+                    for w in written
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for w in written:
+            click.echo(str(w.path))
+
+
+@cli.group()
+def keys():
+    """The local C2PA signing identity (created on first use, key file mode 0600)."""
+
+
+@keys.command("init")
+@click.option(
+    "--cert",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Use your own certificate chain (PEM).",
+)
+@click.option(
+    "--key", type=click.Path(path_type=Path), default=None, help="The private key of --cert (PEM)."
+)
+def keys_init(cert, key):
+    """Create the local signing identity, or install your own --cert/--key."""
+    from fakestudio.label import identity as ident
+
+    if (cert is None) != (key is None):
+        raise UserError("--cert and --key go together")
+    if cert is not None:
+        idn = ident.install_identity(cert, key)
+    else:
+        idn = ident.ensure_identity()
+    _print_identity(idn)
+
+
+@keys.command("show")
+@click.option("--json", "as_json", is_flag=True)
+def keys_show(as_json):
+    """Show the signing identity (creating it if missing)."""
+    from fakestudio.label import identity as ident
+
+    idn = ident.ensure_identity()
+    if as_json:
+        click.echo(json.dumps(ident.identity_info(idn), indent=2, default=str))
+    else:
+        _print_identity(idn)
+
+
+def _print_identity(idn) -> None:
+    from fakestudio.label.identity import identity_info
+
+    for k, v in identity_info(idn).items():
+        click.echo(f"{k:>12}: {v}")
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="fakestudio", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("fakestudio: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,160 @@
+"""Text-to-image generation: a base model, optional LoRAs, and the labeller at the exit.
+
+Reads top to bottom: check the options, load the base, load the LoRAs, set the scheduler,
+then for each image: denoise with its own seed (seed + index, as Automatic1111 does), label,
+write atomically. The same seed and settings give the same pixels, watermark included,
+because the watermark payload is derived from the settings (see record.py).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fakestudio.errors import UserError
+from fakestudio.label.labeller import (
+    LabelOptions,
+    Written,
+    check_format,
+    check_writable,
+    write_labelled,
+)
+from fakestudio.lora import LoraSpec, apply_loras, extract_prompt_loras
+from fakestudio.record import GenerationRecord
+from fakestudio.schedulers import canonical
+
+DEFAULT_SIZE = {"tiny": 256, "sd1": 512, "sdxl": 1024}
+
+
+@dataclass
+class GenerateConfig:
+    prompt: str
+    out: Path
+    negative: str = ""
+    n: int = 1
+    seed: int | None = None  # None: a random seed, recorded
+    steps: int = 20
+    guidance: float = 7.0
+    width: int | None = None  # None: the base's native size (256 on tiny)
+    height: int | None = None
+    scheduler: str = "euler"
+    base: str = "tiny"
+    config: Path | None = None  # single-file checkpoints: a diffusers folder with matching configs
+    tokenizer: Path | None = None  # single-file checkpoints: a CLIP tokenizer folder
+    loras: list[LoraSpec] = field(default_factory=list)
+    lora_dir: Path | None = None
+    fmt: str = "png"
+    badge: bool = False
+    record_prompt: bool = False
+    device: str | None = None  # None: cuda when available, else cpu
+
+
+def check_config(cfg: GenerateConfig) -> None:
+    """Everything that can be checked before loading a model."""
+    if not cfg.prompt.strip():
+        raise UserError("the prompt is empty")
+    if cfg.n < 1:
+        raise UserError(f"-n must be at least 1 (got {cfg.n})")
+    if cfg.steps < 1 or cfg.steps > 1000:
+        raise UserError(f"--steps must be between 1 and 1000 (got {cfg.steps})")
+    for name, v in (("--width", cfg.width), ("--height", cfg.height)):
+        if v is None:
+            continue
+        if v % 8:
+            raise UserError(f"{name} {v} is not divisible by 8")
+        if v < 256:
+            raise UserError(f"{name} {v} is under 256: the invisible watermark needs at least 256")
+        if v > 4096:
+            raise UserError(f"{name} {v} is over 4096")
+    canonical(cfg.scheduler)
+    check_format(cfg.fmt)
+    for spec in cfg.loras:
+        if not spec.path.is_file():
+            raise UserError(f"{spec.path}: LoRA file not found")
+
+
+def generate(
+    cfg: GenerateConfig, on_step: Callable[[int, int], None] | None = None
+) -> list[Written]:
+    """Generate cfg.n labelled images into cfg.out; return what was written.
+
+    on_step(done, total) is called after every denoising step across all images.
+    """
+    check_config(cfg)
+    prompt, prompt_loras = extract_prompt_loras(cfg.prompt, cfg.lora_dir)
+    specs = [*cfg.loras, *prompt_loras]
+    out_dir = check_writable(cfg.out)
+
+    import torch
+
+    from fakestudio.models import load_base
+    from fakestudio.schedulers import make_scheduler
+
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    base = load_base(
+        cfg.base, config=cfg.config, tokenizer=cfg.tokenizer, dtype=dtype, device=device
+    )
+    pipe = base.pipe
+    lora_refs = apply_loras(pipe, specs)
+    pipe.scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
+
+    native = DEFAULT_SIZE["tiny" if base.name == "tiny" else base.family]
+    width, height = cfg.width or native, cfg.height or native
+    seed = cfg.seed if cfg.seed is not None else random.randrange(2**32)
+    opts = LabelOptions(fmt=cfg.fmt, badge=cfg.badge)
+    total, done = cfg.n * cfg.steps, 0
+
+    def step_end(_pipe, _i, _t, kwargs):
+        nonlocal done
+        done += 1
+        if on_step:
+            on_step(done, total)
+        return kwargs
+
+    written = []
+    for i in range(cfg.n):
+        record = GenerationRecord(
+            prompt=prompt,
+            negative_prompt=cfg.negative,
+            seed=seed + i,
+            steps=cfg.steps,
+            guidance=cfg.guidance,
+            width=width,
+            height=height,
+            scheduler=canonical(cfg.scheduler),
+            base_model=base.name,
+            base_sha256=base.sha256,
+            loras=lora_refs,
+            record_prompt=cfg.record_prompt,
+        )
+        image = render(pipe, record, step_end)
+        stem = f"{record.seed}-{i:02d}-{ours_payload(record)}"
+        written.append(write_labelled(image, record, out_dir, stem, opts))
+    return written
+
+
+def render(pipe, record: GenerationRecord, step_end=None):
+    """Denoise one image for `record` (pixels only: callers label them)."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(record.seed)
+    result = pipe(
+        prompt=record.prompt,
+        negative_prompt=record.negative_prompt or None,
+        num_inference_steps=record.steps,
+        guidance_scale=record.guidance,
+        width=record.width,
+        height=record.height,
+        generator=generator,
+        callback_on_step_end=step_end,
+    )
+    return result.images[0]
+
+
+def ours_payload(record: GenerationRecord) -> str:
+    from detectors.watermarks import ours
+
+    return ours.payload_from_fingerprint(record.fingerprint())

@@ -1,0 +1,166 @@
+"""LoRA files: parse `--lora FILE[:WEIGHT]` and `<lora:name:0.8>`, check, load, weigh.
+
+Both file forms load through diffusers' own `load_lora_weights`: the diffusers/peft form
+(`unet.…lora_A.weight`) and the kohya/Automatic1111 form (`lora_unet_…lora_down.weight` with
+`.alpha`). A LoRA at weight 0 is not loaded at all, so the image is exactly the no-LoRA image
+(and the record, hence the watermark payload, does not mention it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fakestudio.errors import UserError
+from fakestudio.record import LoraRef
+
+PROMPT_LORA = re.compile(r"<lora:([^:>]+)(?::([^>]+))?>")
+HEADER_KEY = "fakestudio"
+SDXL_ONLY_PREFIXES = (
+    "text_encoder_2.",
+    "lora_te2_",
+    "te2.",
+)  # our metadata lives in the safetensors header under this key
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    path: Path
+    weight: float = 1.0
+
+
+def parse_lora_arg(arg: str) -> LoraSpec:
+    """`FILE` or `FILE:WEIGHT` (the last colon-separated part, when it is a number)."""
+    head, sep, tail = arg.rpartition(":")
+    if sep and head:
+        try:
+            return LoraSpec(Path(head).expanduser(), float(tail))
+        except ValueError:
+            pass
+    return LoraSpec(Path(arg).expanduser())
+
+
+def extract_prompt_loras(prompt: str, lora_dir: Path | None) -> tuple[str, list[LoraSpec]]:
+    """Take Automatic1111 `<lora:name:weight>` tags out of a prompt, resolving names in lora_dir."""
+    specs = []
+    for m in PROMPT_LORA.finditer(prompt):
+        name, weight = m.group(1).strip(), m.group(2)
+        if lora_dir is None:
+            raise UserError(
+                f"prompt uses <lora:{name}>; pass --lora-dir DIR to say where LoRAs live"
+            )
+        path = _find_in_dir(Path(lora_dir).expanduser(), name)
+        try:
+            w = float(weight) if weight is not None else 1.0
+        except ValueError:
+            raise UserError(f"<lora:{name}:{weight}>: weight {weight!r} is not a number") from None
+        specs.append(LoraSpec(path, w))
+    clean = re.sub(r"\s{2,}", " ", PROMPT_LORA.sub("", prompt)).strip(" ,")
+    return clean, specs
+
+
+def _find_in_dir(lora_dir: Path, name: str) -> Path:
+    if not lora_dir.is_dir():
+        raise UserError(f"{lora_dir}: --lora-dir is not a folder")
+    for cand in (lora_dir / name, lora_dir / f"{name}.safetensors"):
+        if cand.is_file():
+            return cand
+    hits = sorted(lora_dir.rglob(f"{name}.safetensors"))
+    if hits:
+        return hits[0]
+    raise UserError(f"<lora:{name}>: no {name}.safetensors in {lora_dir}")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_header(path: Path) -> dict:
+    """The safetensors metadata of a LoRA (our own keys decoded); UserError when unreadable."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise UserError(f"{path}: LoRA file not found")
+    if path.suffix != ".safetensors":
+        raise UserError(f"{path}: only .safetensors LoRAs are loaded (pickled files can run code)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            keys = list(f.keys())
+    except PermissionError:
+        raise UserError(f"{path}: LoRA file is not readable (permission denied)") from None
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise UserError(f"{path}: not a valid safetensors file ({_short(e)})") from None
+    if not keys:
+        raise UserError(f"{path}: safetensors file holds no tensors")
+    if not any("lora" in k.lower() for k in keys):
+        raise UserError(f"{path}: holds no LoRA weights (no lora_* keys)")
+    meta["_family"] = "sdxl" if any(k.startswith(SDXL_ONLY_PREFIXES) for k in keys) else None
+    ours = meta.get(HEADER_KEY)
+    if ours:
+        try:
+            meta[HEADER_KEY] = json.loads(ours)
+        except ValueError:
+            pass
+    return meta
+
+
+def trigger_of(meta: dict) -> str | None:
+    ours = meta.get(HEADER_KEY)
+    if isinstance(ours, dict) and ours.get("trigger"):
+        return str(ours["trigger"])
+    return meta.get("ss_trigger") or None  # not a kohya standard, but some tools write it
+
+
+def _short(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:160]
+
+
+def apply_loras(pipe, specs: list[LoraSpec]) -> list[LoraRef]:
+    """Load every LoRA with a non-zero weight into the pipeline and set their weights."""
+    refs, names, weights = [], [], []
+    is_xl = hasattr(pipe, "text_encoder_2")
+    for i, spec in enumerate(specs):
+        meta = read_header(spec.path)  # checks the file even at weight 0
+        if meta["_family"] == "sdxl" and not is_xl:
+            raise UserError(
+                f"{spec.path}: LoRA was made for another base architecture (SDXL); "
+                "this base is Stable Diffusion 1.x"
+            )
+        if spec.weight == 0:
+            continue
+        name = f"lora{i}"
+        _load_one(pipe, spec.path, name)
+        names.append(name)
+        weights.append(spec.weight)
+        refs.append(LoraRef(spec.path.name, sha256_file(spec.path), spec.weight, trigger_of(meta)))
+    if names:
+        pipe.set_adapters(names, adapter_weights=weights)
+    return refs
+
+
+def _load_one(pipe, path: Path, adapter: str) -> None:
+    try:
+        pipe.load_lora_weights(str(path), adapter_name=adapter)
+    except (RuntimeError, ValueError, KeyError, IndexError) as e:
+        msg = _short(e)
+        if any(w in msg.lower() for w in ("size mismatch", "mismatched_sizes", "shape")):
+            raise UserError(
+                f"{path}: LoRA was made for another base architecture "
+                f"(tensor shapes do not fit this base: {msg[:100]})"
+            ) from None
+        raise UserError(f"{path}: cannot load this LoRA ({msg})") from None
+    loaded = {a for adapters in pipe.get_list_adapters().values() for a in adapters}
+    if adapter not in loaded:
+        raise UserError(
+            f"{path}: no layer of this base matches the LoRA's keys "
+            "(made for another base architecture?)"
+        )

@@ -1,0 +1,1 @@
+"""Personal LoRA training and export."""

@@ -1,0 +1,146 @@
+"""Small real models and LoRA files that tests build for themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+def make_lora(
+    pipe,
+    path: Path,
+    *,
+    form: str = "peft",
+    seed: int = 0,
+    rank: int = 4,
+    alpha: float = 8,
+    with_te: bool = True,
+    scale: float = 1.0,
+    header: dict | None = None,
+) -> Path:
+    """A LoRA with random (non-zero) weights for `pipe`, written in `form` by our exporter."""
+    import torch
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from fakestudio.train.export import save_lora
+
+    torch.manual_seed(seed)
+    ucfg = LoraConfig(
+        r=rank, lora_alpha=alpha, target_modules=UNET_TARGETS, init_lora_weights=False
+    )
+    pipe.unet.add_adapter(ucfg, adapter_name="build")
+    ustate = {
+        k: v.detach().clone() * scale
+        for k, v in get_peft_model_state_dict(pipe.unet, adapter_name="build").items()
+    }
+    pipe.unet.delete_adapters("build")
+    te_states, te_cfgs = {}, {}
+    encoders = (
+        ["text_encoder", "text_encoder_2"] if hasattr(pipe, "text_encoder_2") else ["text_encoder"]
+    )
+    for name in encoders if with_te else []:
+        te = getattr(pipe, name)
+        tcfg = LoraConfig(
+            r=rank, lora_alpha=alpha, target_modules=TE_TARGETS, init_lora_weights=False
+        )
+        te.add_adapter(tcfg, adapter_name="build")
+        te_states[name] = {
+            k: v.detach().clone() * scale
+            for k, v in get_peft_model_state_dict(te, adapter_name="build").items()
+        }
+        te_cfgs[name] = tcfg
+        te.delete_adapter("build")
+    return save_lora(
+        path,
+        unet_state=ustate,
+        unet_config=ucfg,
+        te_states=te_states,
+        te_configs=te_cfgs,
+        form=form,
+        header=header,
+    )
+
+
+def build_tiny_sdxl(folder: Path) -> Path:
+    """A tiny SDXL-architecture diffusers folder (two text encoders, added conditioning)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    from fakestudio.tiny import MAX_TOKENS, _byte_vocab
+
+    torch.manual_seed(1)
+    vocab, merges = _byte_vocab()
+    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+    te_cfg = dict(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        projection_dim=32,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
+    te = CLIPTextModel(CLIPTextConfig(**te_cfg))
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig(**te_cfg))
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=16,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=32 + 6 * 8,
+        transformer_layers_per_block=1,
+        use_linear_projection=True,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 32, 32),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=256,
+    )
+    sched = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=te,
+        text_encoder_2=te2,
+        tokenizer=tok,
+        tokenizer_2=tok,
+        unet=unet,
+        scheduler=sched,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -1,0 +1,44 @@
+"""Shared test set-up: a private FAKESTUDIO_HOME per test session, tiny models built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fs_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("fakestudio-home")
+    old = os.environ.get("FAKESTUDIO_HOME")
+    os.environ["FAKESTUDIO_HOME"] = str(home)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield home
+    if old is None:
+        os.environ.pop("FAKESTUDIO_HOME", None)
+    else:
+        os.environ["FAKESTUDIO_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(fs_home):
+    from fakestudio.tiny import ensure_tiny
+
+    return ensure_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_folder):
+    from fakestudio.models import load_base
+
+    return load_base("tiny").pipe
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir():
+    if not FIXTURES.is_dir():
+        pytest.skip(f"shared fixtures not found at {FIXTURES}")
+    return FIXTURES

@@ -1,0 +1,125 @@
+"""LoRA loading: both file forms, weights, A1111 prompt tags, weight 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fakestudio.errors import UserError
+from fakestudio.generate import render
+from fakestudio.lora import LoraSpec, apply_loras, extract_prompt_loras, parse_lora_arg, read_header
+from fakestudio.record import GenerationRecord
+from tests.builders import make_lora
+
+
+def record(**kw):
+    base = dict(
+        prompt="photo of ben0a man",
+        negative_prompt="",
+        seed=5,
+        steps=2,
+        guidance=7.0,
+        width=256,
+        height=256,
+        scheduler="euler",
+        base_model="tiny",
+        base_sha256="0" * 64,
+    )
+    base.update(kw)
+    return GenerationRecord(**base)
+
+
+def image(pipe, specs):
+    pipe.unload_lora_weights()
+    apply_loras(pipe, specs)
+    try:
+        return np.asarray(render(pipe, record())).astype(np.int16)
+    finally:
+        pipe.unload_lora_weights()
+
+
+@pytest.fixture(scope="module")
+def loras(tiny_pipe, tmp_path_factory):
+    d = tmp_path_factory.mktemp("loras")
+    return {
+        "peft": make_lora(
+            tiny_pipe, d / "peft.safetensors", form="peft", seed=1, header={"trigger": "ben0a"}
+        ),
+        "kohya": make_lora(tiny_pipe, d / "kohya.safetensors", form="kohya", seed=1),
+        "other": make_lora(tiny_pipe, d / "other.safetensors", form="peft", seed=2),
+        "dir": d,
+    }
+
+
+def test_parse_lora_arg():
+    assert parse_lora_arg("a/b.safetensors:0.5") == LoraSpec(
+        __import__("pathlib").Path("a/b.safetensors"), 0.5
+    )
+    assert parse_lora_arg("b.safetensors").weight == 1.0
+
+
+def test_kohya_form_has_a1111_keys(loras):
+    from safetensors import safe_open
+
+    with safe_open(str(loras["kohya"]), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in keys)
+    assert any(k.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj") for k in keys)
+    assert all(k.endswith((".lora_down.weight", ".lora_up.weight", ".alpha")) for k in keys)
+
+
+def test_both_forms_load_and_give_the_same_image(tiny_pipe, loras):
+    none = image(tiny_pipe, [])
+    peft = image(tiny_pipe, [LoraSpec(loras["peft"], 1.0)])
+    kohya = image(tiny_pipe, [LoraSpec(loras["kohya"], 1.0)])
+    assert np.abs(peft - none).mean() > 2  # the LoRA does something
+    assert np.abs(peft - kohya).max() <= 1  # same weights, same alpha, either form
+
+
+def test_weight_zero_is_exactly_no_lora_and_weights_scale(tiny_pipe, loras):
+    none = image(tiny_pipe, [])
+    zero = image(tiny_pipe, [LoraSpec(loras["peft"], 0.0)])
+    half = image(tiny_pipe, [LoraSpec(loras["peft"], 0.5)])
+    full = image(tiny_pipe, [LoraSpec(loras["peft"], 1.0)])
+    assert np.array_equal(zero, none)
+    assert 0 < np.abs(half - none).mean() < np.abs(full - none).mean()
+
+
+def test_two_loras_stack(tiny_pipe, loras):
+    one = image(tiny_pipe, [LoraSpec(loras["peft"], 1.0)])
+    two = image(tiny_pipe, [LoraSpec(loras["peft"], 1.0), LoraSpec(loras["other"], 1.0)])
+    assert np.abs(one - two).mean() > 1
+
+
+def test_prompt_tags_equal_lora_option(tiny_pipe, loras):
+    clean, specs = extract_prompt_loras("photo of ben0a man <lora:peft:0.8>", loras["dir"])
+    assert clean == "photo of ben0a man"
+    assert specs == [LoraSpec(loras["peft"], 0.8)]
+    with pytest.raises(UserError, match="--lora-dir"):
+        extract_prompt_loras("x <lora:peft:0.8>", None)
+    with pytest.raises(UserError, match="nope"):
+        extract_prompt_loras("x <lora:nope>", loras["dir"])
+
+
+def test_header_and_refs(tiny_pipe, loras):
+    assert read_header(loras["peft"])["fakestudio"]["trigger"] == "ben0a"
+    refs = apply_loras(tiny_pipe, [LoraSpec(loras["peft"], 0.7), LoraSpec(loras["other"], 0.0)])
+    tiny_pipe.unload_lora_weights()
+    assert len(refs) == 1 and refs[0].trigger == "ben0a" and refs[0].weight == 0.7
+    assert refs[0].name == "peft.safetensors" and len(refs[0].sha256) == 64
+
+
+def test_bad_lora_files(tiny_pipe, tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all")
+    with pytest.raises(UserError, match="junk.safetensors: not a valid safetensors"):
+        apply_loras(tiny_pipe, [LoraSpec(junk, 1.0)])
+    with pytest.raises(UserError, match="not found"):
+        apply_loras(tiny_pipe, [LoraSpec(tmp_path / "missing.safetensors", 1.0)])
+    from safetensors.torch import save_file
+
+    nolora = tmp_path / "weights.safetensors"
+    save_file({"x": torch.zeros(2)}, nolora)
+    with pytest.raises(UserError, match="no LoRA weights"):
+        apply_loras(tiny_pipe, [LoraSpec(nolora, 1.0)])
