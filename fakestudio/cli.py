@@ -15,9 +15,44 @@ import click
 from fakestudio import __version__
 from fakestudio.errors import UserError
 
+# Commands that live in their own modules, imported only when invoked: `verify` must start
+# without importing torch, and each command family stays in one obvious place.
+LAZY_COMMANDS = {
+    "prepare": "fakestudio.commands.prepare:prepare",
+    "train": "fakestudio.commands.train:train",
+    "lora-info": "fakestudio.commands.train:lora_info",
+    "verify": "fakestudio.commands.verify:verify",
+    "audit": "fakestudio.commands.verify:audit",
+    "compare": "fakestudio.commands.compare:compare",
+    "encounter": "fakestudio.commands.encounter:encounter",
+    "demo": "fakestudio.commands.demo:demo",
+}
+
 
 class _Group(click.Group):
-    """Turns user mistakes into one clear line and exit code 2."""
+    """Lazy subcommands; user mistakes become one clear line and exit code 2."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._available()))
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in self._available():
+            import importlib
+
+            module, attr = LAZY_COMMANDS[name].split(":")
+            cmd = getattr(importlib.import_module(module), attr)
+        return cmd
+
+    @staticmethod
+    def _available() -> list[str]:
+        import importlib.util
+
+        return [
+            name
+            for name, target in LAZY_COMMANDS.items()
+            if importlib.util.find_spec(target.split(":")[0]) is not None
+        ]
 
     def invoke(self, ctx):
         try:

@@ -1,0 +1,1 @@
+"""CLI commands, one module per family; registered lazily in fakestudio/cli.py."""
