@@ -39,6 +39,9 @@ class GenerationRecord:
     base_sha256: str
     loras: list[LoraRef] = field(default_factory=list)
     record_prompt: bool = False
+    # how the picture was composed beyond one prompt, e.g. {"mode": "encounter", "layout": ...};
+    # part of the settings (so of the watermark payload) and of the manifest
+    composition: dict | None = None
     software: str = f"{GENERATOR_NAME} {__version__}"
     created: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")

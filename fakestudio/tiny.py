@@ -77,6 +77,9 @@ def _byte_vocab() -> tuple[dict[str, int], list[str]]:
 
 def build_tiny(folder: Path) -> None:
     """Build the tiny pipeline deterministically and save it as a diffusers folder."""
+    from fakestudio.quiet import quiet_libraries
+
+    quiet_libraries()
     import torch
     from diffusers import (
         AutoencoderKL,

@@ -113,6 +113,8 @@ def generation_assertion(record: GenerationRecord) -> dict:
         "scheduler": pub["scheduler"],
         "prompt_recorded": bool(record.record_prompt),
     }
+    if record.composition:
+        data["composition"] = record.composition
     if record.record_prompt:
         data["prompt"] = pub["prompt"]
         data["negative_prompt"] = pub["negative_prompt"]

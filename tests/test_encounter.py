@@ -1,0 +1,258 @@
+"""The fictitious encounter: regional composition measured, not assumed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from detectors.c2pa import read_c2pa
+from detectors.watermarks import ours
+from fakestudio.cli import cli
+from fakestudio.encounter import (
+    BASE,
+    Person,
+    load_people,
+    person_prompt,
+    region_masks,
+    regional_render,
+    resolve_person,
+)
+from fakestudio.errors import UserError
+from fakestudio.generate import render
+from fakestudio.record import GenerationRecord
+from tests.builders import build_tiny_sdxl, make_lora
+
+SCENE = "shaking hands at a tech conference, photo"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def people(tiny_pipe, tmp_path_factory):
+    d = tmp_path_factory.mktemp("people")
+    a = make_lora(
+        tiny_pipe, d / "ben0a.safetensors", seed=1, header={"trigger": "ben0a", "class_word": "man"}
+    )
+    b = make_lora(
+        tiny_pipe,
+        d / "cel3b.safetensors",
+        seed=2,
+        header={"trigger": "cel3b", "class_word": "woman"},
+    )
+    return a, b
+
+
+def record(**kw):
+    base = dict(
+        prompt=SCENE,
+        negative_prompt="",
+        seed=3,
+        steps=8,
+        guidance=7.0,
+        width=256,
+        height=256,
+        scheduler="euler",
+        base_model="tiny",
+        base_sha256="0" * 64,
+    )
+    base.update(kw)
+    return GenerationRecord(**base)
+
+
+def test_masks_are_a_partition_with_soft_edges():
+    m = region_masks("left-right", 256, 256, feather=0.04)
+    assert m.shape == (3, 32, 32)
+    assert np.allclose(m.sum(0), 1, atol=1e-5)
+    assert m[1, 16, 5] > 0.9 and m[2, 16, 26] > 0.9  # A left, B right
+    assert m[0, 0, 16] > 0.5  # background strip at the top
+    assert 0.05 < m[1, 16, 15] < 0.95  # feathered border, not a hard cut
+    boxes = region_masks("0,0,0.3,1;0.7,0,1,1", 256, 256, feather=0)
+    assert boxes[0, 16, 16] == 1 and boxes[1, 16, 2] == 1 and boxes[2, 16, 30] == 1
+
+
+def test_mask_image_layout(tmp_path):
+    mask = np.zeros((64, 64, 3), np.uint8)
+    mask[:, :20, 0] = 255  # red: first person
+    mask[:, 44:, 2] = 255  # blue: second person
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    m = region_masks(str(tmp_path / "mask.png"), 256, 256, feather=0)
+    assert m[1, 10, 2] == 1 and m[2, 10, 30] == 1 and m[0, 10, 16] == 1
+    with pytest.raises(UserError, match="empty"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "black.png")
+        region_masks(str(tmp_path / "black.png"), 256, 256, feather=0)
+
+
+def _rms(a, b, region):
+    return float(np.sqrt(((a[region] - b[region]) ** 2).mean()))
+
+
+def test_regions_keep_identities_apart_and_merge_does_not(tiny_pipe, people):
+    pipe = tiny_pipe
+    pipe.unload_lora_weights()
+    persons = [resolve_person(Person(p)) for p in people]
+    assert persons[0].trigger == "ben0a" and persons[1].class_word == "woman"
+    load_people(pipe, persons)
+    prompts = [SCENE] + [person_prompt(p, SCENE) for p in persons]
+    try:
+        enc = regional_render(
+            pipe,
+            record(),
+            prompts,
+            [BASE, "lora0", "lora1"],
+            region_masks("left-right", 256, 256, 0.04),
+            output_type="np",
+        )
+        only = {}
+        for name, prompt in (("lora0", prompts[1]), ("lora1", prompts[2])):
+            pipe.set_adapters([name])
+            only[name] = render(pipe, record(prompt=prompt), None)
+        pipe.set_adapters(["lora0", "lora1"], adapter_weights=[1.0, 1.0])
+        merged = render(pipe, record(prompt=f"photo of ben0a man and cel3b woman, {SCENE}"), None)
+    finally:
+        pipe.unload_lora_weights()
+    a, b = (np.asarray(only[k], np.float32) / 255 for k in ("lora0", "lora1"))
+    m = np.asarray(merged, np.float32) / 255
+    left, right = (slice(24, 256), slice(8, 120)), (slice(24, 256), slice(136, 248))
+
+    def isolation(img):
+        """How much closer each side is to its own person than to the other (worse side)."""
+        return min(
+            _rms(img, b, left) / _rms(img, a, left), _rms(img, a, right) / _rms(img, b, right)
+        )
+
+    print(f"isolation: regional {isolation(enc):.2f}, merge {isolation(m):.2f}")
+    assert isolation(enc) > 1.8  # each side much closer to its own person
+    assert isolation(m) < 1.2  # the merge keeps neither side apart
+
+
+def test_batched_equals_unbatched_per_region_passes(tiny_pipe, people):
+    pipe = tiny_pipe
+    pipe.unload_lora_weights()
+    load_people(pipe, [resolve_person(Person(p)) for p in people])
+    args = (
+        pipe,
+        record(steps=6),
+        [SCENE, "photo of ben0a man", "photo of cel3b woman"],
+        [BASE, "lora0", "lora1"],
+        region_masks("left-right", 256, 256, 0.04),
+    )
+    try:
+        batched = regional_render(*args, batched=True, output_type="np")
+        separate = regional_render(*args, batched=False, output_type="np")
+    finally:
+        pipe.unload_lora_weights()
+    assert np.abs(batched - separate).max() < 1e-3
+
+
+def test_encounter_cli_writes_labelled_image_listing_both_loras(tmp_path, people, tiny_folder):
+    res = invoke(
+        "encounter",
+        "--person",
+        people[0],
+        "--person",
+        f"{people[1]}:cel3b",
+        "--scene",
+        SCENE,
+        "--out",
+        tmp_path,
+        "--steps",
+        2,
+        "--seed",
+        5,
+        "--json",
+    )
+    assert res.exit_code == 0, res.output
+    (o,) = json.loads(res.stdout)
+    rgb = np.asarray(Image.open(o["path"]).convert("RGB"))
+    assert ours.decode(rgb).payload == o["watermark"]
+    c = read_c2pa(o["path"])
+    assert c.state == "valid-untrusted"
+    gen = c.generation
+    assert [lo["name"] for lo in gen["loras"]] == ["ben0a.safetensors", "cel3b.safetensors"]
+    assert [lo["trigger"] for lo in gen["loras"]] == ["ben0a", "cel3b"]
+    assert gen["composition"]["mode"] == "regional"
+    assert gen["composition"]["layout"]["kind"] == "boxes"
+    assert SCENE not in json.dumps(c.active_manifest)
+
+
+def test_merge_mode_and_lora_without_header(tmp_path, tiny_pipe, tiny_folder):
+    plain = make_lora(tiny_pipe, tmp_path / "civitai_thing.safetensors", form="kohya", seed=4)
+    other = make_lora(tiny_pipe, tmp_path / "other.safetensors", seed=5)
+    res = invoke(
+        "encounter",
+        "--person",
+        plain,
+        "--person",
+        other,
+        "--scene",
+        SCENE,
+        "--merge",
+        "--out",
+        tmp_path / "out",
+        "--steps",
+        2,
+        "--json",
+    )
+    assert res.exit_code == 0, res.output
+    (o,) = json.loads(res.stdout)
+    assert read_c2pa(o["path"]).generation["composition"]["mode"] == "merge"
+
+
+def test_encounter_bad_input(tmp_path, people):
+    res = invoke("encounter", "--person", people[0], "--scene", SCENE, "--out", tmp_path)
+    assert res.exit_code == 2 and "exactly two" in res.stderr
+    res = invoke(
+        "encounter",
+        "--person",
+        people[0],
+        "--person",
+        people[1],
+        "--scene",
+        SCENE,
+        "--layout",
+        "0,0,2,1;0,0,1,1",
+        "--out",
+        tmp_path,
+    )
+    assert res.exit_code == 2 and "--layout" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encounter_on_sdxl(tmp_path_factory):
+    folder = build_tiny_sdxl(tmp_path_factory.mktemp("xl") / "xl")
+    from fakestudio.models import load_base
+
+    pipe = load_base(str(folder)).pipe
+    d = tmp_path_factory.mktemp("xl-loras")
+    a = make_lora(pipe, d / "a.safetensors", seed=1)
+    b = make_lora(pipe, d / "b.safetensors", seed=2)
+    out = tmp_path_factory.mktemp("xl-out")
+    res = invoke(
+        "encounter",
+        "--person",
+        f"{a}:aaa1",
+        "--person",
+        f"{b}:bbb2",
+        "--scene",
+        SCENE,
+        "--base",
+        folder,
+        "--out",
+        out,
+        "--steps",
+        2,
+        "--width",
+        256,
+        "--height",
+        256,
+        "--json",
+    )
+    assert res.exit_code == 0, res.output
+    (o,) = json.loads(res.stdout)
+    assert read_c2pa(o["path"]).generation["composition"]["mode"] == "regional"
