@@ -1,0 +1,369 @@
+"""Loading any image for analysis, safely: hostile or broken files give a reason, never a crash.
+
+    rgb, info = load_image(path)            # rgb: (H, W, 3) uint8 ndarray, or None
+    if rgb is None: print(info["reason"])   # "unreadable: truncated file (...)"
+
+Guards, in order:
+
+* files over ``MAX_FILE_BYTES`` (256 MB) are not opened;
+* the header's pixel count is checked before any pixel is decoded: over ``MAX_PIXELS``
+  (64 MP) the file is refused as a possible decompression bomb (Pillow's own
+  ``DecompressionBombError``/``Warning`` are caught too, without touching Pillow's global
+  ``MAX_IMAGE_PIXELS``);
+* a PNG text chunk over Pillow's 1 MB ``MAX_TEXT_CHUNK`` makes ``Image.open`` fail: the file is
+  re-read without its oversized text chunks, and the skip is noted;
+* truncated or corrupt data, a text file named ``.png``, a zero-byte file: ``rgb`` is None and
+  ``info["reason"]`` starts with ``"unreadable: "``;
+* animations (GIF, APNG, animated WebP): the first frame is analysed; ``info["frames"]`` says
+  how many there are (counted from the block headers, no frame decoded).
+
+Analysis size: images over ``ANALYSIS_MAX_PIXELS`` (16.8 MP, 4096 x 4096) are decoded at an
+integer fraction of their size (JPEG: by DCT scaling, without ever holding the full image;
+others: decoded, then box-reduced) so a worker's memory stays bounded; ``info["scale"]`` is then
+below 1 and ``info["notes"]`` says so. The watermark decoders need at least 256 x 256 pixels;
+fakestudio's mark survives a reduction by exactly 2 (its decoder searches the half-size grid),
+the Stable Diffusion marks do not survive any reduction.
+
+EXIF orientation: ``transpose=True`` (the default) returns the image upright, as a viewer shows
+it; pass ``transpose=False`` to get the pixels as stored (what watermark decoders and
+perceptual hashes of the stored file need). ``info["orientation"]`` is the EXIF value either way.
+
+Imports neither fakestudio nor torch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_PIXELS = 64 * 1000 * 1000
+ANALYSIS_MAX_PIXELS = 4096 * 4096
+MIN_ANALYSIS_SIDE = 256  # below this the watermark decoders cannot work
+MAX_SIDE = 65_535  # no format fakestudio meets goes beyond; a bigger header is hostile
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
+
+
+def new_info(**kw: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "format": None,
+        "mime": None,
+        "width": None,  # as stored (before EXIF orientation)
+        "height": None,
+        "mode": None,
+        "frames": None,
+        "orientation": None,
+        "transposed": False,
+        "scale": 1.0,  # analysed size / stored size
+        "analysed_width": None,
+        "analysed_height": None,
+        "notes": [],
+        "reason": None,  # set when rgb is None: "unreadable: ..."
+        "warnings": [],  # what Pillow warned about while opening (corrupt EXIF, ...)
+    }
+    info.update(kw)
+    return info
+
+
+def open_image(
+    path: str | os.PathLike | None,
+    info: dict | None = None,
+    *,
+    data: bytes | None = None,
+) -> tuple[Image.Image | None, dict]:
+    """Open (headers only) with every guard; returns (image, info). The caller closes it.
+
+    ``data``: the file's bytes when the caller already read them (``path`` is then only used
+    in messages). ``image`` is None when the file cannot be opened; ``info["reason"]`` says why.
+    """
+    info = info if info is not None else new_info()
+    if data is None:
+        path = Path(path)
+        try:
+            st = path.stat()
+        except OSError as e:
+            return None, _fail(info, e.strerror or str(e))
+        if not path.is_file():
+            return None, _fail(info, "not a regular file")
+        size = st.st_size
+    else:
+        size = len(data)
+    if size == 0:
+        return None, _fail(info, "empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        return None, _fail(
+            info, f"file too large ({size // 2**20} MB > {MAX_FILE_BYTES // 2**20} MB)"
+        )
+    try:
+        im = _open_guarded(io.BytesIO(data) if data is not None else path, info)
+    except _TextTooLarge:
+        try:
+            raw = data if data is not None else Path(path).read_bytes()
+            stripped, skipped = strip_large_png_text(raw)
+            im = _open_guarded(io.BytesIO(stripped), info)
+            info["notes"].append(
+                f"skipped {skipped} PNG text chunk(s) over {PngImagePlugin.MAX_TEXT_CHUNK // 1024} KB"
+            )
+        except Exception as e:  # noqa: BLE001 - any failure is a reason, not a crash
+            return None, _fail(info, _why(e))
+    except Exception as e:  # noqa: BLE001
+        return None, _fail(info, _why(e))
+    info["format"] = im.format
+    info["mime"] = Image.MIME.get(im.format or "")
+    info["width"], info["height"] = w, h = im.size
+    info["mode"] = im.mode
+    if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+        im.close()
+        return None, _fail(
+            info,
+            f"decompression-bomb guard: the header claims {w}x{h} pixels "
+            f"(limit {MAX_PIXELS // 10**6} MP, {MAX_SIDE} px a side)",
+        )
+    _describe(im, info)
+    return im, info
+
+
+def load_image(
+    path: str | os.PathLike,
+    *,
+    transpose: bool = True,
+    max_pixels: int = ANALYSIS_MAX_PIXELS,
+    info: dict | None = None,
+    image: Image.Image | None = None,
+    close: bool = True,
+) -> tuple[np.ndarray | None, dict]:
+    """Decode the first frame as an RGB uint8 array (H, W, 3), or (None, info with a reason).
+
+    ``max_pixels``: larger images are decoded at 1/k of their size (integer k) and the info says
+    so. ``image``: an already opened image from ``open_image`` (closed here unless ``close`` is
+    False: after a load, a PNG's info also holds the text chunks that follow the pixel data).
+    Never raises for a bad file.
+    """
+    if image is None:
+        image, info = open_image(path, info)
+        if image is None:
+            return None, info
+    info = info if info is not None else new_info()
+    try:
+        return _decode(image, info, transpose, max_pixels)
+    except MemoryError:
+        return None, _fail(info, "out of memory while decoding")
+    except Exception as e:  # noqa: BLE001
+        return None, _fail(info, _why(e))
+    finally:
+        if close:
+            image.close()
+
+
+def reduce_factor(width: int, height: int, max_pixels: int = ANALYSIS_MAX_PIXELS) -> int:
+    """The smallest integer k such that (width/k) * (height/k) <= max_pixels."""
+    if width * height <= max_pixels:
+        return 1
+    return max(2, math.ceil(math.sqrt(width * height / max_pixels)))
+
+
+def strip_large_png_text(data: bytes, limit: int | None = None) -> tuple[bytes, int]:
+    """``data`` without the PNG text chunks whose (decompressed) text exceeds ``limit``."""
+    limit = PngImagePlugin.MAX_TEXT_CHUNK if limit is None else limit
+    if not data.startswith(_PNG_SIG):
+        raise ValueError("not a PNG file")
+    out, pos, skipped = [data[:8]], 8, 0
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        chunk = data[pos:end]
+        if ctype in _PNG_TEXT and (length > limit or _inflated_over(ctype, chunk[8:-4], limit)):
+            skipped += 1
+        else:
+            out.append(chunk)
+        pos = end
+        if ctype == b"IEND":
+            break
+    return b"".join(out), skipped
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+class _TextTooLarge(Exception):
+    pass
+
+
+def _open_guarded(source, info: dict) -> Image.Image:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return Image.open(source)
+        except Image.DecompressionBombError as e:
+            raise _Refused(f"decompression-bomb guard: {e}") from None
+        except ValueError as e:
+            if "MAX_TEXT_CHUNK" in str(e) or "Too much memory used in text chunks" in str(e):
+                raise _TextTooLarge(str(e)) from None
+            raise
+        finally:
+            # "Corrupt EXIF data", "Tag data larger than file" ...: Pillow parses a JPEG's EXIF
+            # while opening it; metadata.py reports these as problems
+            for w in caught[:10]:
+                if not issubclass(w.category, Image.DecompressionBombWarning):
+                    info.setdefault("warnings", []).append(" ".join(str(w.message).split())[:200])
+
+
+class _Refused(Exception):
+    pass
+
+
+def exif_of(im: Image.Image) -> Image.Exif:
+    """The image's EXIF without decoding pixels (Pillow's PNG ``getexif`` loads the whole image
+    to look for an eXIf chunk after the pixel data; here a PNG's EXIF is read only when its
+    chunk came first, or after the caller loaded the image). May warn or raise on bad EXIF."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return Image.Exif()
+    return im.getexif()
+
+
+def _describe(im: Image.Image, info: dict) -> None:
+    info["frames"] = _frames(im)
+    if info["frames"] > 1:
+        info["notes"].append(f"animated ({info['frames']} frames): the first frame is analysed")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            orientation = exif_of(im).get(0x0112)
+        info["orientation"] = int(orientation) if orientation is not None else None
+    except Exception:  # noqa: BLE001 - malformed EXIF: metadata.py reports it
+        info["orientation"] = None
+    if info["orientation"] not in (None, *range(1, 9)):
+        info["orientation"] = None
+
+
+def _frames(im: Image.Image) -> int:
+    """Frame count without decoding any frame (Pillow walks GIF block headers only)."""
+    try:
+        if not getattr(im, "is_animated", False):
+            return 1
+        return max(1, int(im.n_frames))
+    except Exception:  # noqa: BLE001
+        return 1
+
+
+def _decode(im: Image.Image, info: dict, transpose: bool, max_pixels: int):
+    w, h = im.size
+    k = reduce_factor(w, h, max_pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if k > 1 and im.format == "JPEG":
+            # DCT scaling (1/2, 1/4 or 1/8): the full size is never held in memory
+            im.draft("RGB", (max(1, w // k), max(1, h // k)))
+        if getattr(im, "is_animated", False):
+            im.seek(0)
+        im.load()
+        frame = im if im.mode in ("RGB", "L") else _to_rgb(im)
+        k_left = reduce_factor(frame.width, frame.height, max_pixels)
+        if k_left > 1:
+            frame = frame.reduce(k_left)
+        if frame.mode != "RGB":
+            frame = frame.convert("RGB")
+        aw, ah = frame.size  # as stored, at the analysed scale
+        orientation = info.get("orientation")
+        if transpose and orientation in range(2, 9):
+            frame = _apply_orientation(frame, orientation)
+            info["transposed"] = True
+        rgb = np.asarray(frame, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"unexpected pixel layout {rgb.shape}")
+    info["analysed_width"], info["analysed_height"] = aw, ah
+    info["scale"] = round(aw / w, 6) if w else 1.0
+    if (aw, ah) != (w, h):
+        info["notes"].append(
+            f"analysed at {aw}x{ah} ({info['scale']:g} of {w}x{h}) to bound memory: "
+            "fakestudio's watermark survives only a 1/2 reduction, the Stable Diffusion marks none"
+        )
+    if aw * ah < MIN_ANALYSIS_SIDE**2:
+        info["notes"].append(
+            f"{aw}x{ah} is too small for the invisible watermarks "
+            f"(they need {MIN_ANALYSIS_SIDE}x{MIN_ANALYSIS_SIDE} pixels)"
+        )
+    return rgb, info
+
+
+def _apply_orientation(im: Image.Image, orientation: int) -> Image.Image:
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }[orientation]
+    return im.transpose(method)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB for any mode: alpha composited on white, palettes expanded, 16-bit scaled."""
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if a.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        lo, hi = float(a.min(initial=0)), float(a.max(initial=1))
+        a = (a - lo) / (hi - lo or 1.0) * 255.0
+        return Image.fromarray(a.astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
+
+
+def _inflated_over(ctype: bytes, body: bytes, limit: int) -> bool:
+    """Whether a zTXt/iTXt chunk's compressed text would inflate beyond ``limit``."""
+    try:
+        if ctype == b"zTXt":
+            comp = body.split(b"\0", 1)[1][1:]
+        elif ctype == b"iTXt":
+            keyword, rest = body.split(b"\0", 1)
+            if not rest or rest[0] != 1:
+                return False
+            comp = rest[2:].split(b"\0", 2)[2]
+        else:
+            return False
+        d = zlib.decompressobj()
+        d.decompress(comp, limit + 1)
+        return len(d.unconsumed_tail) > 0
+    except (IndexError, zlib.error):
+        return False
+
+
+def _fail(info: dict, why: str) -> dict:
+    info["reason"] = "unreadable: " + " ".join(str(why).split())[:300]
+    return info
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, _Refused):
+        return str(e)
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image Pillow can identify (wrong extension, or not an image at all)"
+    msg = str(e)
+    if isinstance(e, OSError) and "truncated" in msg:
+        return f"truncated file ({msg})"
+    if isinstance(e, (EOFError, struct.error)):
+        return f"truncated or corrupt data ({type(e).__name__}: {msg or 'unexpected end'})"
+    if isinstance(e, SyntaxError):
+        return f"corrupt file ({msg})"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__

@@ -1,0 +1,221 @@
+"""Rich terminal rendering of a verify report and of an audit summary.
+
+Reports are rendered from their JSON form (``Report.to_dict()``), so a saved ``--json`` output
+renders the same. Order: the verdict first, then the evidence per source (C2PA, watermarks,
+metadata, ledger, the file), then the "do not trust your eyes" message. Text that came from the
+file (metadata, manifest fields) is printed literally, never interpreted as rich markup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from detectors.verdict import CATEGORY_ORDER
+
+STYLES = {
+    "labelled": "bold magenta",
+    "unlabelled": "bold white",
+    "tampered": "bold red",
+    "ai-metadata": "bold yellow",
+    "unreadable": "bold bright_black",
+}
+CATEGORY_LABELS = {
+    "labelled": "labelled AI (manifest, watermark or ledger)",
+    "unlabelled": "no provenance found",
+    "tampered": "tampered or invalid credentials",
+    "ai-metadata": "AI metadata only (unsigned claims)",
+    "unreadable": "unreadable",
+}
+MAX_SHOWN = 300  # characters of any one value
+
+
+def render_report(report: dict, console: Console | None = None) -> None:
+    """Print one report: verdict, evidence per source, then the message."""
+    console = console or Console()
+    console.print(report_renderable(report))
+
+
+def report_renderable(report: dict) -> Group:
+    v = report.get("verdict") or {}
+    style = STYLES.get(v.get("category", ""), "bold")
+    head = Text()
+    head.append(f"{report.get('file', '?')}\n", style="bold")
+    head.append(_clip(v.get("headline", "")), style=style)
+    head.append(f"\noutcome: {v.get('outcome')}   exit code: {v.get('exit_code')}", style="dim")
+    parts: list[Any] = [Panel(head, border_style=style.replace("bold ", ""), expand=True)]
+
+    ev = Table.grid(padding=(0, 2))
+    ev.add_column(style="bold cyan", no_wrap=True)
+    ev.add_column(overflow="fold")
+    for label, lines in _evidence(report):
+        ev.add_row(label, Text("\n".join(_clip(x) for x in lines) if lines else "-"))
+    parts.append(ev)
+    if v.get("message"):
+        parts.append(
+            Panel(Text(v["message"]), title="Do not trust your eyes", border_style="yellow")
+        )
+    return Group(*parts)
+
+
+def render_summary(summary: dict, console: Console | None = None, *, title: str = "audit") -> None:
+    """Print an audit summary: one row per category with its count."""
+    console = console or Console()
+    console.print(summary_table(summary, title=title))
+
+
+def summary_table(summary: dict, *, title: str = "audit") -> Table:
+    counts = summary.get("categories") or {}
+    table = Table(title=_clip(title), show_footer=True)
+    table.add_column("category", footer="total")
+    table.add_column("files", justify="right", footer=str(summary.get("total", 0)))
+    table.add_column("meaning")
+    for cat in CATEGORY_ORDER:
+        n = counts.get(cat, 0)
+        table.add_row(Text(cat, style=STYLES.get(cat, "")), str(n), CATEGORY_LABELS.get(cat, ""))
+    return table
+
+
+def render_audit_files(
+    reports: list[dict], console: Console | None = None, *, limit: int = 200
+) -> None:
+    """A one-line-per-file table (the non-labelled ones first), cut at ``limit`` rows."""
+    console = console or Console()
+    order = {
+        c: i
+        for i, c in enumerate(("tampered", "unreadable", "unlabelled", "ai-metadata", "labelled"))
+    }
+    rows = sorted(
+        reports,
+        key=lambda r: (order.get((r.get("verdict") or {}).get("category"), 9), str(r.get("file"))),
+    )
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("file", overflow="fold")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("headline", overflow="fold")
+    for r in rows[:limit]:
+        v = r.get("verdict") or {}
+        table.add_row(
+            Text(_clip(str(r.get("file", "?")), 120)),
+            Text(str(v.get("outcome")), style=STYLES.get(v.get("category", ""), "")),
+            Text(_clip(v.get("headline", ""), 160)),
+        )
+    if len(rows) > limit:
+        table.caption = f"{len(rows) - limit} more files not shown (use --json or --csv)"
+    console.print(table)
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+def _evidence(report: dict) -> list[tuple[str, list[str]]]:
+    out: list[tuple[str, list[str]]] = []
+    c = report.get("c2pa") or {}
+    lines = [f"{c.get('state')}: {c.get('message') or ''}".rstrip(": ")]
+    for key, label in (
+        ("signer", "signer"),
+        ("issuer", "issuer"),
+        ("signed_time", "signed"),
+        ("digital_source_type", "digitalSourceType"),
+        ("claim_generator", "claim generator"),
+        ("title", "title"),
+        ("remote_url", "remote manifest"),
+    ):
+        if c.get(key):
+            lines.append(f"{label}: {c[key]}")
+    if c.get("generator"):
+        lines.append("generator: " + " ".join(str(x) for x in c["generator"].values()))
+    if c.get("actions"):
+        lines.append("actions: " + ", ".join(c["actions"]))
+    if c.get("ingredients"):
+        lines.append("ingredients: " + ", ".join(c["ingredients"]))
+    gen = c.get("generation") or {}
+    if isinstance(gen, dict) and gen.get("base_model"):
+        lines.append(_provenance_line(gen))
+    out.append(("C2PA", lines))
+
+    wl = []
+    for w in report.get("watermarks") or []:
+        d = w.get("details") or {}
+        if d.get("error"):
+            wl.append(f"{w.get('scheme')}: not checked ({d['error']})")
+            continue
+        acc = f", bit accuracy {w['bit_accuracy']:.2f}" if w.get("bit_accuracy") is not None else ""
+        if w.get("found"):
+            wl.append(
+                f"{w.get('scheme')}: FOUND payload {w.get('payload')} (confidence {w.get('confidence', 0):.2f}{acc})"
+            )
+        else:
+            part = ", estimated on part of the image" if d.get("estimated") else ""
+            wl.append(
+                f"{w.get('scheme')}: not found (confidence {w.get('confidence', 0):.2f}{acc}{part})"
+            )
+    out.append(("Watermarks", wl or ["not checked (no pixels)"]))
+
+    m = report.get("metadata") or {}
+    ml = [f"{cl.get('summary')} [{cl.get('where')}]" for cl in m.get("claims") or []]
+    ml += [f"problem: {p}" for p in m.get("problems") or []]
+    if m.get("claims"):
+        ml.append("(metadata is a claim: anyone can write or remove it)")
+    out.append(("Metadata", ml or ["no generator or camera metadata"]))
+
+    led = report.get("ledger") or {}
+    ll: list[str] = []
+    if led.get("matched"):
+        e = led.get("entry") or {}
+        ll.append(
+            f"match by {led.get('how')}: ledger #{e.get('ledger_id')} {e.get('file_name')} ({e.get('width')}x{e.get('height')} {e.get('format')}), created {e.get('created')}"
+        )
+        prov = e.get("provenance") or {}
+        if prov:
+            ll.append(_provenance_line(prov))
+    elif led.get("checked"):
+        ll.append(f"no match among {led.get('entries')} outputs")
+    else:
+        ll.append(led.get("note") or "not checked")
+    for cand in led.get("candidates") or []:
+        if not cand.get("confirmed"):
+            ll.append(
+                f"candidate {cand.get('file_name')} (pHash distance {cand.get('phash_distance')}): not confirmed by its watermark"
+            )
+    out.append(("Ledger", ll))
+
+    img = report.get("image") or {}
+    fl = []
+    if report.get("format") or img.get("width"):
+        fl.append(
+            f"{report.get('format')} {img.get('width')}x{img.get('height')} {img.get('mode') or ''}".strip()
+        )
+    if report.get("sha256"):
+        fl.append(f"sha256 {report['sha256']}")
+    if img.get("reason"):
+        fl.append(img["reason"])
+    fl += list(img.get("notes") or [])
+    out.append(("File", fl or ["-"]))
+    return out
+
+
+def _provenance_line(p: dict) -> str:
+    base = p.get("base_model") or {}
+    name = base.get("name") if isinstance(base, dict) else base
+    sha = (base.get("sha256") or "")[:12] if isinstance(base, dict) else ""
+    loras = p.get("loras") or []
+    lora_txt = ", ".join(
+        f"{x.get('name')}:{x.get('weight')}" if isinstance(x, dict) else str(x) for x in loras[:8]
+    )
+    parts = [f"base model {name}" + (f" ({sha})" if sha else "")]
+    parts.append(f"LoRAs {lora_txt}" if loras else "no LoRA")
+    if p.get("generator") or p.get("software"):
+        parts.insert(0, str(p.get("generator") or p.get("software")))
+    if p.get("seed") is not None:
+        parts.append(f"seed {p['seed']}")
+    return "provenance: " + ", ".join(parts)
+
+
+def _clip(v: Any, limit: int = MAX_SHOWN) -> str:
+    s = str(v) if v is not None else ""
+    return s if len(s) <= limit else s[:limit] + "..."

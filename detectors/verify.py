@@ -1,0 +1,930 @@
+"""Verify one image: every check, the signals they give, and the verdict.
+
+    from detectors.verify import verify_image
+    report = verify_image("photo.jpg")
+    print(report.verdict.outcome, report.verdict.headline)
+    json.dumps(report.to_dict())          # schema "fakestudio.verify/1", see docs/verify.md
+
+Checks, each bounded and none able to crash the whole run:
+
+1. the file: size, sha256, format (``detectors.image_io`` guards: size limit, decompression
+   bombs, truncated data, animations);
+2. C2PA (``detectors.c2pa.read_c2pa``), offline, with the local signing identity's CA (when
+   present) and any ``trust_anchors`` as trust anchors;
+3. invisible watermarks on the pixels as stored (``detect_watermarks``: the results of
+   ``detectors.watermarks.detect_all``, computed faster, see there);
+4. metadata claims (``detectors.metadata``);
+5. the local output ledger: exact sha256, else the watermark payload, else a perceptual-hash
+   candidate confirmed by decoding the watermark at the candidate's original size (for copies
+   resized to other scales than 1/2);
+6. the verdict (``detectors.verdict.decide``).
+
+Imports neither fakestudio nor torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors import image_io
+from detectors.c2pa import C2paResult, read_c2pa
+from detectors.metadata import MetadataReport, read_metadata
+from detectors.paths import config_dir
+from detectors.verdict import Signal, Verdict, decide, manifest_declares_ai, shallow_dict
+
+SCHEMA = "fakestudio.verify/1"
+IN_MEMORY_MAX = 64 * 1024 * 1024  # files up to this size are read once and analysed from memory
+PHASH_CANDIDATE_BITS = 10  # as detectors.fingerprint.CANDIDATE_BITS
+MAX_CANDIDATES = 3  # perceptual-hash candidates confirmed by watermark, nearest first
+LOCAL_CA = ("keys", "ca.pem")  # under config_dir(): the local signing identity's CA
+PRESCREEN = True  # the watermark pre-screens of detect_watermarks (False: detect_all exactly)
+
+
+@dataclass
+class Report:
+    """Everything ``verify_image`` found about one file; ``to_dict()`` is the JSON schema."""
+
+    file: str
+    size: int | None
+    sha256: str | None
+    format: str | None
+    image: dict
+    c2pa: dict
+    watermarks: list[dict]
+    metadata: dict
+    ledger: dict
+    phash: str | None
+    signals: list[Signal]
+    verdict: Verdict
+    trust: dict = field(default_factory=dict)
+
+    def to_dict(self, full: bool = True) -> dict[str, Any]:
+        """The stable JSON form (``schema`` "fakestudio.verify/1"). ``full=False`` drops the
+        bulky parts (the C2PA ``active_manifest``, per-grid watermark attempts) for audits."""
+        c2pa = dict(self.c2pa)
+        watermarks = [dict(w) for w in self.watermarks]
+        if not full:
+            c2pa["active_manifest"] = None
+            for w in watermarks:
+                w["details"] = {
+                    k: v for k, v in (w.get("details") or {}).items() if k != "attempts"
+                }
+        return {
+            "schema": SCHEMA,
+            "file": self.file,
+            "size": self.size,
+            "sha256": self.sha256,
+            "format": self.format,
+            "image": self.image,
+            "verdict": self.verdict.to_dict(),
+            "c2pa": c2pa,
+            "watermarks": watermarks,
+            "metadata": self.metadata,
+            "ledger": self.ledger,
+            "phash": self.phash,
+            "signals": [s.to_dict() for s in self.signals],
+            "trust": self.trust,
+            "notes": self.notes(),
+        }
+
+    def notes(self) -> list[str]:
+        """Caveats worth showing beside the verdict (analysis size, skipped chunks, ledger)."""
+        out = list(self.image.get("notes") or [])
+        if self.ledger.get("note"):
+            out.append(self.ledger["note"])
+        return out
+
+
+def verify_image(
+    path: str | os.PathLike,
+    *,
+    trust_anchors: list[bytes] | None = None,
+    ledger_path: str | os.PathLike | None = None,
+    use_ledger: bool = True,
+) -> Report:
+    """Run every check on one image file and decide. Never raises for a bad file: an image that
+    cannot be read gets the verdict "unreadable" with the reason."""
+    name = str(path)
+    p = Path(path)
+    info = image_io.new_info()
+    size, sha, data = _read_file(p, info)
+
+    anchors, trust = _anchors(trust_anchors)
+    im = None
+    if info["reason"] is None:
+        im, info = image_io.open_image(p, info, data=data)
+
+    # C2PA works on the bytes even when Pillow cannot decode the pixels.
+    if sha is None:  # missing, not a file, too large or not readable
+        c2pa = C2paResult("error", message=info["reason"] or "cannot read the file")
+    else:
+        mime = info.get("mime")
+        c2pa = read_c2pa(data if data is not None else p, mime=mime, trust_anchors=anchors)
+
+    meta = MetadataReport()
+    rgb = None
+    if im is not None:
+        rgb, info = image_io.load_image(p, transpose=False, info=info, image=im, close=False)
+        try:
+            meta = read_metadata(im, info.get("warnings"))
+        finally:
+            im.close()
+
+    watermarks: list[dict] = []
+    phash = None
+    if rgb is not None:
+        watermarks = _watermarks(rgb)
+        phash = phash_rgb(rgb)
+
+    ledger = {
+        "checked": False,
+        "entries": 0,
+        "matched": False,
+        "how": None,
+        "entry": None,
+        "candidates": [],
+    }
+    if use_ledger and sha is not None:
+        ledger = _ledger(ledger_path, sha, watermarks, rgb, phash)
+
+    c2pa_d = shallow_dict(c2pa)
+    meta_d = meta.to_dict()
+    readable = rgb is not None
+    verdict = decide(
+        readable=readable,
+        unreadable_reason=info.get("reason"),
+        c2pa=c2pa_d,
+        watermarks=watermarks,
+        metadata=meta_d,
+        ledger=ledger,
+    )
+    signals = _signals(c2pa_d, watermarks, meta_d, ledger, info, readable)
+    image = {
+        k: info.get(k)
+        for k in (
+            "width",
+            "height",
+            "mode",
+            "frames",
+            "orientation",
+            "scale",
+            "analysed_width",
+            "analysed_height",
+            "notes",
+            "reason",
+        )
+    }
+    image["readable"] = readable
+    return Report(
+        file=name,
+        size=size,
+        sha256=sha,
+        format=info.get("format"),
+        image=image,
+        c2pa=c2pa_d,
+        watermarks=watermarks,
+        metadata=meta_d,
+        ledger=ledger,
+        phash=phash,
+        signals=signals,
+        verdict=verdict,
+        trust=trust,
+    )
+
+
+# --- perceptual hash --------------------------------------------------------------------------
+
+_DCT8 = None
+
+
+def phash_rgb(rgb: np.ndarray) -> str | None:
+    """imagehash.phash of an RGB array as 16 hex digits (same algorithm, numpy only: no scipy
+    import). Equal to ``detectors.fingerprint.phash_hex`` up to rounding at the median."""
+    global _DCT8
+    from PIL import Image
+
+    try:
+        im = Image.fromarray(np.asarray(rgb, dtype=np.uint8)).convert("L")
+        # Over 2048 px, box-reduce first (LANCZOS from 4096 px costs ~100 ms): within 2 bits of
+        # the exact hash on the large fixtures; smooth synthetic images can differ more.
+        gap = 3.0 if max(im.size) > 2048 else None
+        small = np.asarray(
+            im.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=gap), dtype=np.float64
+        )
+    except Exception:  # noqa: BLE001
+        return None
+    if _DCT8 is None:
+        n = np.arange(32)
+        k = np.arange(8)[:, None]
+        _DCT8 = 2.0 * np.cos(np.pi * k * (2 * n + 1) / 64.0)
+    low = _DCT8 @ small @ _DCT8.T
+    bits = (low > np.median(low)).flatten()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+def _read_file(p: Path, info: dict) -> tuple[int | None, str | None, bytes | None]:
+    """(size, sha256, the bytes when small enough to keep) or reasons in info."""
+    try:
+        st = p.stat()
+    except OSError as e:
+        if p.is_symlink():
+            info["reason"] = "unreadable: broken symbolic link"
+        else:
+            info["reason"] = f"unreadable: {e.strerror or e}"
+        return None, None, None
+    if not p.is_file():
+        info["reason"] = "unreadable: not a regular file"
+        return None, None, None
+    if st.st_size > image_io.MAX_FILE_BYTES:
+        info["reason"] = (
+            f"unreadable: file too large ({st.st_size // 2**20} MB > "
+            f"{image_io.MAX_FILE_BYTES // 2**20} MB)"
+        )
+        return st.st_size, None, None
+    h = hashlib.sha256()
+    chunks: list[bytes] = []
+    keep = st.st_size <= IN_MEMORY_MAX
+    try:
+        with open(p, "rb") as fh:
+            while True:
+                block = fh.read(1 << 20)
+                if not block:
+                    break
+                h.update(block)
+                if keep:
+                    chunks.append(block)
+    except OSError as e:
+        info["reason"] = f"unreadable: {e.strerror or e}"
+        return st.st_size, None, None
+    data = b"".join(chunks) if keep else None
+    return (len(data) if data is not None else st.st_size), h.hexdigest(), data
+
+
+_anchor_cache: dict[tuple, bytes | None] = {}
+
+
+def local_ca_path() -> Path:
+    return config_dir().joinpath(*LOCAL_CA)
+
+
+def _local_ca() -> bytes | None:
+    p = local_ca_path()
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    key = (str(p), st.st_mtime_ns, st.st_size)
+    if key not in _anchor_cache:
+        try:
+            _anchor_cache.clear()
+            _anchor_cache[key] = p.read_bytes()
+        except OSError:
+            return None
+    return _anchor_cache[key]
+
+
+def _anchors(user: list[bytes] | None) -> tuple[list[bytes], dict]:
+    anchors = [a for a in (user or []) if a]
+    local = _local_ca()
+    if local:
+        anchors.append(local)
+    return anchors, {"user_anchors": len(user or []), "local_ca": local is not None}
+
+
+def _watermarks(rgb: np.ndarray) -> list[dict]:
+    try:
+        return [shallow_dict(r) for r in detect_watermarks(rgb, prescreen=PRESCREEN)]
+    except Exception as e:  # noqa: BLE001 - detectors promise not to raise; belt and braces
+        return [
+            {
+                "scheme": "all",
+                "found": False,
+                "payload": None,
+                "confidence": 0.0,
+                "bit_accuracy": None,
+                "margin": None,
+                "details": {"error": f"{type(e).__name__}: {e}"},
+            }
+        ]
+
+
+#: Blocks per bit in each of the two bands the half-grid pre-screen reads.
+PRESCREEN_BLOCKS_PER_BIT = 32
+#: The whole half-size grid is searched when the two bands decode to the same bits at least
+#: this often (or their check bits match). A mark gives agreement ~1.0 (0.8 at worst measured on
+#: 70 half-size copies, JPEG 90 included); two bands of an unmarked photo decode independent
+#: bits (0.33-0.69 on the fixtures and 40 synthetic photos), flat images ~1.0 (searched fully).
+PRESCREEN_AGREEMENT = 0.70
+
+
+#: The SD v1 / SDXL marks: below this bit accuracy on eight bands of block rows (a quarter of
+#: the image) the whole image is not decoded. Measured on 51 photos and synthetic pictures
+#: (up to 1536 px), marked with imwatermark's layout: marked images read 0.71-1.0 on the bands
+#: (the scheme fails in smooth chroma), unmarked ones 0.36-0.65; "found" needs 0.85 / 0.875 on
+#: the whole image.
+SD_PRESCREEN_ACCURACY = 0.62
+#: Below this many blocks (a 512 x 512 image) the whole-image decode is as cheap as the bands.
+#: Checked at 512 px too: 476 crops, marked and not, same decisions as the whole-image decode.
+SD_PRESCREEN_MIN_BLOCKS = 4096
+
+
+def _sd_bands(nbr: int, nbc: int) -> list[tuple[int, int]] | None:
+    """Eight bands of block rows spread down the image, a quarter of it in all."""
+    if nbr * nbc < SD_PRESCREEN_MIN_BLOCKS or nbr < 32:
+        return None
+    h = max(1, nbr // 32)
+    return [(nbr * k // 8, min(nbr * k // 8 + h, nbr)) for k in range(8)]
+
+
+def detect_watermarks(rgb: np.ndarray, *, prescreen: bool = True) -> list:
+    """The results of ``detectors.watermarks.detect_all`` (fakestudio's mark, SD v1, SDXL),
+    computed 2-3x faster. Returns ``WatermarkResult`` objects.
+
+    1. ``detect_all`` builds each decoder's U-channel LL band from the RGB pixels (~3.5 ms at
+       512 px, five times); here the 2x2 channel sums are computed once and each full-grid band
+       is derived from them with the very same arithmetic, so the scores are bit-identical.
+    2. fakestudio's decoder then searches the half-size grid (copies downscaled by 0.5), which
+       has 4x the blocks. With ``prescreen`` it first decodes two bands of block rows at the
+       top (``PRESCREEN_BLOCKS_PER_BIT`` blocks per bit each) and searches the whole grid only
+       when they agree (>= ``PRESCREEN_AGREEMENT`` of the 64 bits, or matching check bits):
+       a mark repeats the same 64 bits everywhere, an unmarked picture does not. The attempt
+       records ``"prescreen"`` either way.
+    3. On images of 512 x 512 pixels and more the Stable Diffusion v1 / SDXL detectors first
+       decode eight bands of block rows (a quarter of the image); when their bit accuracy there
+       is below ``SD_PRESCREEN_ACCURACY`` (0.62, against thresholds of 0.85 / 0.875) that
+       estimate is reported (``details["estimated"]``) instead of decoding the whole image.
+
+    ``prescreen=False`` gives exactly ``detect_all``'s results (a test checks both; others
+    check the pre-screens keep every half-size find and every SD / SDXL mark).
+
+    Falls back to ``detect_all`` if the codec internals it builds on change.
+    """
+    from detectors.watermarks import detect_all
+
+    try:
+        return _detect_shared(rgb, prescreen)
+    except (AttributeError, TypeError, ImportError):
+        return detect_all(rgb)
+
+
+def _prescreen(a: np.ndarray, svd_scores, read) -> dict | None:
+    """Decode two bands of the half-size grid; None when the grid is too small to bother."""
+    from detectors.watermarks import dwt, ours
+
+    nbc = (a.shape[1] // 2 * 2) // dwt.BLOCK  # blocks per row of the half-size grid
+    if nbc == 0:
+        return None
+    rows = -(-ours.NBITS * PRESCREEN_BLOCKS_PER_BIT // nbc) * dwt.BLOCK
+    if 4 * rows > a.shape[0]:  # the two bands would be half the grid or more
+        return None
+    first = svd_scores(dwt._ll_band(a[:rows], False, 128.0, 2))
+    # block k carries bit k % 64: the second band starts at block (rows / 4) * nbc
+    second = np.roll(
+        svd_scores(dwt._ll_band(a[rows : 2 * rows], False, 128.0, 2)),
+        (rows // 4 * nbc) % ours.NBITS,
+    )
+    agreement = float(np.mean(dwt.bits_from_scores(first) == dwt.bits_from_scores(second)))
+    _, _, _, _, check_ok = read((first + second) / 2.0)
+    return {
+        "rows": 2 * rows,
+        "agreement": round(agreement, 4),
+        "check_ok": bool(check_ok),
+        "search": bool(agreement >= PRESCREEN_AGREEMENT or check_ok),
+    }
+
+
+def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
+    from detectors.watermarks import WatermarkResult, detect_all, dwt, ours
+    from detectors.watermarks import stable_diffusion as sd
+
+    a = np.asarray(rgb)
+    try:
+        a = dwt._as_rgb(a)
+    except ValueError:
+        return detect_all(rgb)  # too small or odd: its per-scheme error results
+    if a.dtype != np.uint8:
+        return detect_all(rgb)
+    rows, cols = a.shape[0] // 4 * 4, a.shape[1] // 4 * 4
+    x = a[:rows, :cols]
+    h = x[0::2].astype(np.uint16)
+    h += x[1::2]
+    # 2x2 channel sums as dwt._ll_band computes them, as exact float64 planes
+    planes = np.moveaxis(h[:, 0::2] + h[:, 1::2], 2, 0).astype(np.float64)
+
+    def weighted(swap_rb: bool) -> np.ndarray:
+        w = dwt._u_weights(swap_rb)
+        ll = planes[0] * (0.5 * w[0])
+        ll += planes[1] * (0.5 * w[1])
+        ll += planes[2] * (0.5 * w[2])
+        return ll
+
+    def ll_band(base: np.ndarray, u_offset: float) -> np.ndarray:
+        return base + 2.0 * u_offset  # the offset is added last, as in dwt._ll_band
+
+    def svd_scores(ll: np.ndarray) -> np.ndarray:
+        blocks, _, _ = dwt._to_blocks(ll)
+        s0 = dwt._top_singular(blocks, vectors=False)
+        return dwt._mean_per_bit(dwt._votes(s0, ours.SCALE, True), ours.NBITS)
+
+    def dct_score(ll: np.ndarray, bits: np.ndarray) -> tuple[float, float]:
+        blocks, _, _ = dwt._to_blocks(ll)
+        _, val = dwt._max_coefficient(blocks)
+        scores = dwt._mean_per_bit(dwt._votes(np.abs(val), dwt.DEFAULT_SCALE, True), bits.size)
+        acc = float(np.mean(dwt.bits_from_scores(scores) == bits))
+        return acc, float(np.mean(np.abs(2.0 * scores - 1.0)))
+
+    u_bgr = weighted(False)
+    ll_u8 = ll_band(u_bgr, 128.0)  # fakestudio's mark and SD v1 share this band
+
+    # fakestudio's mark: ours.decode's decision, grid by grid
+    grids = [1]
+    if a.shape[0] * a.shape[1] <= ours.HALF_GRID_MAX_PIXELS:
+        grids.append(2)
+    attempts: list[dict] = []
+    best = (False, -1.0)
+    mine = None
+
+    def read(scores: np.ndarray) -> tuple[bytes, bytes, bytes, float, bool]:
+        msg = np.packbits(dwt.bits_from_scores(scores)).tobytes()
+        ident, check = msg[: ours.ID_BITS // 8], msg[ours.ID_BITS // 8 :]
+        margin = float(np.mean(np.abs(2.0 * scores - 1.0)))
+        return msg, ident, check, margin, check == ours._check(ident)
+
+    for up in grids:
+        screen = None
+        if up == 2 and prescreen:
+            screen = _prescreen(a, svd_scores, read)
+            if screen is not None and not screen["search"]:
+                attempts.append({"grid": "half-size", "skipped": True, "prescreen": screen})
+                continue
+        ll = ll_u8 if up == 1 else dwt._ll_band(a, False, 128.0, 2)
+        msg, ident, check, margin, check_ok = read(svd_scores(ll))
+        attempt = {
+            "grid": "full" if up == 1 else "half-size",
+            "message": msg.hex(),
+            "check_ok": bool(check_ok),
+            "margin": round(margin, 4),
+        }
+        if screen is not None:
+            attempt["prescreen"] = screen
+        attempts.append(attempt)
+        if check_ok and margin >= ours.MARGIN_MIN:
+            mine = WatermarkResult(
+                ours.SCHEME,
+                True,
+                payload=ident.hex(),
+                confidence=1.0 - len(grids) * 2.0**-ours.CHECK_BITS,
+                margin=margin,
+                details={
+                    "grid": attempt["grid"],
+                    "margin_min": ours.MARGIN_MIN,
+                    "attempts": attempts,
+                },
+            )
+            break
+        best = max(best, (bool(check_ok), margin))
+    if mine is None:
+        check_ok, margin = best
+        details: dict = {"margin_min": ours.MARGIN_MIN, "attempts": attempts}
+        if check_ok:
+            details["note"] = "check bits match but the signal is below the margin threshold"
+        mine = WatermarkResult(
+            ours.SCHEME, False, confidence=0.5 if check_ok else 0.0, margin=margin, details=details
+        )
+
+    # Stable Diffusion marks (dwtDct, known messages): with the pre-screen, a band estimate
+    # far below the threshold is reported as is, otherwise the whole image is decoded.
+    nbr, nbc = ll_u8.shape[0] // dwt.BLOCK, ll_u8.shape[1] // dwt.BLOCK
+    bands = _sd_bands(nbr, nbc) if prescreen else None
+
+    def weighted_rows(swap_rb: bool, r0: int, r1: int) -> np.ndarray:
+        w = dwt._u_weights(swap_rb)  # weighted()'s arithmetic on a range of rows
+        p = planes[:, r0:r1]
+        ll = p[0] * (0.5 * w[0])
+        ll += p[1] * (0.5 * w[1])
+        ll += p[2] * (0.5 * w[2])
+        return ll
+
+    def band_score(ll_rows, bits: np.ndarray):
+        votes, index = [], []
+        for b0, b1 in bands:
+            blocks, _, _ = dwt._to_blocks(ll_rows(b0 * dwt.BLOCK, b1 * dwt.BLOCK))
+            _, val = dwt._max_coefficient(blocks)
+            votes.append(dwt._votes(np.abs(val), dwt.DEFAULT_SCALE, True))
+            # block k of the whole grid carries bit k % nbits
+            index.append((b0 * nbc + np.arange(blocks.shape[2])) % bits.size)
+        v, i = np.concatenate(votes), np.concatenate(index)
+        counts = np.bincount(i, minlength=bits.size)
+        if counts.min() < 2:
+            return None
+        scores = np.bincount(i, weights=v, minlength=bits.size) / counts
+        acc = float(np.mean(dwt.bits_from_scores(scores) == bits))
+        return acc, float(np.mean(np.abs(2.0 * scores - 1.0))), int(v.size)
+
+    def sd_score(full_ll, ll_rows, bits: np.ndarray):
+        """(accuracy, margin, None) from the whole image, or (..., blocks) from the bands."""
+        if bands:
+            est = band_score(ll_rows, bits)
+            if est is not None and est[0] < SD_PRESCREEN_ACCURACY:
+                return est
+        return (*dct_score(full_ll(), bits), None)
+
+    def estimated(blocks) -> dict:
+        return {
+            "bands": len(bands),
+            "blocks": blocks,
+            "note": "accuracy estimated on bands of block rows: no sign of the mark there",
+        }
+
+    acc, margin, est = sd_score(lambda: ll_u8, lambda r0, r1: ll_u8[r0:r1], sd.SD_V1_BITS)
+    details = {"nbits": 136}
+    if est:
+        details["estimated"] = estimated(est)
+    v1 = sd._result("sd-v1", sd.SD_V1_MESSAGE.hex(), sd.SD_V1_THRESHOLD, acc, margin, details)
+
+    bgr = sd_score(
+        lambda: ll_band(u_bgr, 0.5), lambda r0, r1: ll_band(u_bgr[r0:r1], 0.5), sd.SDXL_BITS
+    )
+    rgb_as_bgr = sd_score(
+        lambda: ll_band(weighted(True), 0.5),
+        lambda r0, r1: ll_band(weighted_rows(True, r0, r1), 0.5),
+        sd.SDXL_BITS,
+    )
+    order, (acc, margin, _) = max(
+        (("bgr", bgr), ("rgb-as-bgr", rgb_as_bgr)), key=lambda t: (t[1][0], t[1][1])
+    )
+    details = {
+        "nbits": 48,
+        "channel_order": order,
+        "accuracy_bgr": bgr[0],
+        "accuracy_rgb_as_bgr": rgb_as_bgr[0],
+    }
+    if bgr[2] or rgb_as_bgr[2]:
+        details["estimated"] = estimated(max(bgr[2] or 0, rgb_as_bgr[2] or 0))
+        details["estimated"]["orders"] = [
+            o for o, r in (("bgr", bgr), ("rgb-as-bgr", rgb_as_bgr)) if r[2]
+        ]
+    xl = sd._result("sdxl", f"{sd.SDXL_MESSAGE:012x}", sd.SDXL_THRESHOLD, acc, margin, details)
+    return [mine, v1, xl]
+
+
+# One read-only connection and one phash index per ledger file and process.
+_ledger_lock = threading.Lock()
+_ledgers: dict[tuple, Any] = {}
+_phash_index: dict[tuple, list[tuple[int, str]]] = {}
+
+
+def _open_ledger(ledger_path):
+    from detectors.ledger import Ledger, default_path
+
+    path = Path(ledger_path) if ledger_path else default_path()
+    try:
+        ino = path.stat().st_ino
+    except OSError:
+        return None
+    key = (os.getpid(), str(path), ino)  # a ledger deleted and made anew is reopened
+    with _ledger_lock:
+        led = _ledgers.get(key)
+        if led is None:
+            led = Ledger(path, readonly=True)
+            if led.db is None:
+                return None
+            _ledgers[key] = led
+        return led
+
+
+def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
+    out: dict[str, Any] = {
+        "checked": False,
+        "entries": 0,
+        "matched": False,
+        "how": None,
+        "entry": None,
+        "candidates": [],
+    }
+    try:
+        led = _open_ledger(ledger_path)
+        if led is None:
+            out["note"] = "no ledger on this machine"
+            return out
+        count, max_id = led.db.execute("SELECT COUNT(*), MAX(id) FROM outputs").fetchone()
+        out["checked"], out["entries"] = True, int(count)
+        if not count:
+            return out
+        entry = led.by_sha256(sha)
+        if entry is not None:
+            return _matched(out, entry, "sha256")
+        ours = next((w for w in watermarks if w.get("scheme") == "fakestudio"), None)
+        if ours and ours.get("found"):
+            entries = led.by_payload(ours["payload"])
+            if entries:
+                out["same_payload"] = len(entries)
+                return _matched(out, entries[-1], "watermark-payload")
+            out["note"] = "fakestudio watermark found, but its payload is not in this ledger"
+            return out
+        if phash is None or rgb is None:
+            return out
+        index = _phash_rows(led, count, max_id)
+        near = sorted((_hamming(phash, ph), s) for s, ph in index)
+        near = [(d, s) for d, s in near if d <= PHASH_CANDIDATE_BITS][:MAX_CANDIDATES]
+        for dist, cand_sha in near:
+            cand = led.by_sha256(cand_sha)
+            if cand is None:
+                continue
+            confirmed, detail = _confirm(rgb, cand)
+            out["candidates"].append(
+                {
+                    "ledger_id": cand.id,
+                    "file_name": cand.file_name,
+                    "phash_distance": dist,
+                    "confirmed": confirmed,
+                    **detail,
+                }
+            )
+            if confirmed:
+                res = _matched(out, cand, "phash+watermark")
+                res["phash_distance"] = dist
+                return res
+        return out
+    except Exception as e:  # noqa: BLE001 - a broken ledger must not stop a verify
+        out["note"] = f"ledger not readable: {type(e).__name__}: {e}"[:300]
+        return out
+
+
+def _phash_rows(led, count: int, max_id) -> list[tuple[str, str]]:
+    key = (os.getpid(), str(led.path), count, max_id)
+    rows = _phash_index.get(key)
+    if rows is None:
+        rows = [(s, ph) for s, ph in led.db.execute("SELECT sha256, phash FROM outputs")]
+        _phash_index.clear()
+        _phash_index[key] = rows
+    return rows
+
+
+def _confirm(rgb: np.ndarray, entry) -> tuple[bool, dict]:
+    """Resize the copy back to the candidate's original size and decode our watermark there."""
+    from PIL import Image
+
+    from detectors.watermarks import ours
+
+    h, w = rgb.shape[:2]
+    if (w, h) == (entry.width, entry.height):
+        return False, {"note": "same size as the original and no watermark decoded"}
+    if not (0 < entry.width <= 8192 and 0 < entry.height <= 8192):
+        return False, {"note": "original size out of range"}
+    back = np.asarray(
+        Image.fromarray(rgb).resize((entry.width, entry.height), Image.Resampling.BICUBIC)
+    )
+    res = ours.decode(back)
+    ok = bool(res.found and res.payload == entry.payload)
+    return ok, {"resized_to": [entry.width, entry.height], "watermark_payload": res.payload}
+
+
+def _matched(out: dict, entry, how: str) -> dict:
+    out.update(matched=True, how=how, entry=_entry_dict(entry))
+    return out
+
+
+def _entry_dict(e) -> dict:
+    manifest = e.manifest if isinstance(e.manifest, dict) else {}
+    record = e.record if isinstance(e.record, dict) else {}
+    generation = {}
+    for a in manifest.get("assertions") or []:
+        if (
+            isinstance(a, dict)
+            and a.get("label") == "org.fakestudio.generation"
+            and isinstance(a.get("data"), dict)
+        ):
+            generation = a["data"]
+    gen_info = (manifest.get("claim_generator_info") or [{}])[0]
+    generator = " ".join(
+        str(x) for x in (gen_info.get("name"), gen_info.get("version")) if x
+    ) or record.get("software")
+    base = generation.get("base_model") or {
+        "name": record.get("base_model"),
+        "sha256": record.get("base_sha256"),
+    }
+    loras = generation.get("loras") if "loras" in generation else record.get("loras") or []
+    return {
+        "ledger_id": e.id,
+        "payload": e.payload,
+        "sha256": e.sha256,
+        "created": e.created,
+        "file_name": e.file_name,
+        "format": e.format,
+        "width": e.width,
+        "height": e.height,
+        "provenance": {
+            "generator": generator,
+            "base_model": base,
+            "loras": loras,
+            "seed": generation.get("seed", record.get("seed")),
+            "steps": generation.get("steps", record.get("steps")),
+            "scheduler": generation.get("scheduler", record.get("scheduler")),
+            "prompt_recorded": bool(record.get("record_prompt")),
+            "prompt": record.get("prompt") if record.get("record_prompt") else None,
+            "digital_source_type": _manifest_dst(manifest),
+        },
+    }
+
+
+def _manifest_dst(manifest: dict) -> str | None:
+    for a in manifest.get("assertions") or []:
+        if isinstance(a, dict) and str(a.get("label", "")).startswith("c2pa.actions"):
+            for act in (a.get("data") or {}).get("actions") or []:
+                if isinstance(act, dict) and act.get("digitalSourceType"):
+                    return act["digitalSourceType"]
+    return None
+
+
+def _hamming(a: str, b: str) -> int:
+    try:
+        return (int(a, 16) ^ int(b, 16)).bit_count()
+    except (TypeError, ValueError):
+        return 64
+
+
+def _signals(
+    c2pa: dict, watermarks: list[dict], meta: dict, ledger: dict, info: dict, readable: bool
+) -> list[Signal]:
+    sig: list[Signal] = []
+    state = c2pa.get("state")
+    who = c2pa.get("signer") or c2pa.get("issuer")
+    if state in ("valid-untrusted", "trusted"):
+        ai = manifest_declares_ai(c2pa)
+        conf = 1.0 if state == "trusted" else 0.9
+        sig.append(
+            Signal(
+                "c2pa",
+                "manifest-ai" if ai else "manifest-not-ai",
+                conf,
+                {
+                    "state": state,
+                    "signer": who,
+                    "digital_source_type": c2pa.get("digital_source_type"),
+                    "actions": c2pa.get("actions"),
+                },
+                f"{'trusted' if state == 'trusted' else 'valid, untrusted'} manifest signed by {who or '?'}"
+                + (
+                    f", digitalSourceType {str(c2pa.get('digital_source_type')).rsplit('/', 1)[-1]}"
+                    if c2pa.get("digital_source_type")
+                    else ", no digitalSourceType"
+                ),
+            )
+        )
+        sb = c2pa.get("soft_binding") or {}
+        ours = next(
+            (w for w in watermarks if w.get("scheme") == "fakestudio" and w.get("found")), None
+        )
+        if sb.get("value") and ours:
+            same = sb["value"] == ours.get("payload")
+            sig.append(
+                Signal(
+                    "c2pa",
+                    "soft-binding-matches" if same else "soft-binding-mismatch",
+                    1.0,
+                    {"manifest": sb.get("value"), "watermark": ours.get("payload")},
+                    "the manifest's soft binding names the watermark found"
+                    if same
+                    else "the manifest's soft binding names another watermark payload",
+                )
+            )
+    elif state == "tampered":
+        sig.append(
+            Signal(
+                "c2pa",
+                "manifest-tampered",
+                1.0,
+                {"codes": c2pa.get("status_codes")},
+                c2pa.get("message") or "tampered",
+            )
+        )
+    elif state == "invalid-signature":
+        sig.append(
+            Signal(
+                "c2pa",
+                "manifest-invalid",
+                1.0,
+                {"codes": c2pa.get("status_codes")},
+                c2pa.get("message") or "invalid",
+            )
+        )
+    elif state == "remote-not-fetched":
+        sig.append(
+            Signal(
+                "c2pa",
+                "manifest-remote",
+                0.5,
+                {"url": c2pa.get("remote_url")},
+                "manifest stored remotely, not fetched (offline)",
+            )
+        )
+    elif state == "absent":
+        sig.append(Signal("c2pa", "no-manifest", 1.0, {}, "no C2PA manifest"))
+    else:
+        from detectors.verdict import credentials_broken
+
+        finding = "manifest-invalid" if credentials_broken(c2pa) else "manifest-unchecked"
+        sig.append(
+            Signal(
+                "c2pa",
+                finding,
+                0.5 if finding == "manifest-invalid" else 0.0,
+                {"state": state},
+                c2pa.get("message") or state or "not checked",
+            )
+        )
+
+    found = [w for w in watermarks if w.get("found")]
+    for w in found:
+        sig.append(
+            Signal(
+                "watermark",
+                "watermark-found",
+                w.get("confidence") or 0.0,
+                {
+                    "scheme": w.get("scheme"),
+                    "payload": w.get("payload"),
+                    "bit_accuracy": w.get("bit_accuracy"),
+                },
+                f"{w.get('scheme')} watermark found"
+                + (f" (payload {w['payload']})" if w.get("scheme") == "fakestudio" else ""),
+            )
+        )
+    if readable and not found:
+        usable = any(not (w.get("details") or {}).get("error") for w in watermarks)
+        if usable:
+            sig.append(
+                Signal(
+                    "watermark",
+                    "no-watermark",
+                    0.9,
+                    {},
+                    "no known invisible watermark (fakestudio, SD v1, SDXL)",
+                )
+            )
+        else:
+            sig.append(
+                Signal(
+                    "watermark",
+                    "watermark-unchecked",
+                    0.0,
+                    {},
+                    "image too small for the invisible watermarks",
+                )
+            )
+
+    for c in meta.get("claims") or []:
+        if c.get("ai"):
+            finding = "metadata-ai-claim"
+        elif c.get("kind") == "camera":
+            finding = "camera-claim"
+        else:
+            finding = "metadata-claim"
+        sig.append(
+            Signal(
+                "metadata",
+                finding,
+                0.3,
+                {"tool": c.get("tool"), "where": c.get("where")},
+                c.get("summary", ""),
+            )
+        )
+    for problem in meta.get("problems") or []:
+        sig.append(Signal("metadata", "metadata-malformed", 1.0, {}, problem))
+
+    if ledger.get("matched"):
+        conf = {"sha256": 1.0, "watermark-payload": 0.99, "phash+watermark": 0.99}.get(
+            ledger.get("how"), 0.5
+        )
+        entry = ledger.get("entry") or {}
+        sig.append(
+            Signal(
+                "ledger",
+                "ledger-match",
+                conf,
+                {"how": ledger.get("how"), "ledger_id": entry.get("ledger_id")},
+                f"your ledger holds this output ({entry.get('file_name')}, created {entry.get('created')}), matched by {ledger.get('how')}",
+            )
+        )
+    elif ledger.get("candidates"):
+        sig.append(
+            Signal(
+                "ledger",
+                "ledger-candidate",
+                0.3,
+                {"candidates": len(ledger["candidates"])},
+                "a similar image is in your ledger, not confirmed by its watermark",
+            )
+        )
+    return sig

@@ -1,0 +1,287 @@
+"""`fakestudio verify` and `fakestudio audit`: where did an image come from? (docs/verify.md)
+
+Neither command imports torch or diffusers: only ``detectors`` (numpy, Pillow, c2pa).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fakestudio.errors import UserError
+
+EXIT_CODES_HELP = """
+\b
+Exit codes:
+  0  labelled AI: a manifest declaring AI, an AI watermark, provenance recovered
+     from your ledger, or AI-generator metadata (an unsigned claim)
+  1  no provenance found, or credentials that do not declare AI
+  2  usage error (bad option, missing file or folder)
+  3  tampered: a manifest is present but invalid (pixels or credentials changed)
+  4  unreadable: the file could not be analysed
+With several images the most urgent code wins: 3, then 4, then 1, then 0.
+"""
+
+AUDIT_EXIT_HELP = """
+\b
+Exit codes:
+  0  done, and nothing in the --fail-on categories (always 0 without --fail-on)
+  1  --fail-on unlabelled or ai-metadata matched at least one file
+  2  usage error (bad option, missing folder)
+  3  --fail-on tampered matched at least one file
+  4  --fail-on unreadable matched at least one file
+The most urgent code wins: 3, then 4, then 1.
+"""
+
+
+def _trust_option(f):
+    return click.option(
+        "--trust-anchors",
+        "trust_anchors",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        metavar="PEM",
+        help="Root certificates (PEM) to trust for C2PA; repeatable. Your local signing "
+        "identity's CA is always trusted.",
+    )(f)
+
+
+def _no_ledger_option(f):
+    return click.option(
+        "--no-ledger",
+        is_flag=True,
+        help="Do not look images up in your local output ledger.",
+    )(f)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the report as JSON (a list for several images)."
+)
+@_trust_option
+@_no_ledger_option
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML report (one image) to this file.",
+)
+def verify(images, as_json, trust_anchors, no_ledger, html_out):
+    """Say what can and cannot be said about where each image came from.
+
+    Checks Content Credentials (C2PA), invisible watermarks (fakestudio's, Stable Diffusion's,
+    SDXL's), metadata claims (Automatic1111, ComfyUI, InvokeAI, NovelAI, IPTC, camera EXIF)
+    and your local output ledger. The verdict never says an image is real: a missing label
+    proves nothing.
+
+    \b
+    fakestudio verify photo.jpg
+    fakestudio verify out/*.png --json
+    fakestudio verify cloud.jpg --trust-anchors roots.pem
+    """
+    from detectors.verdict import combined_exit_code
+    from detectors.verify import verify_image
+
+    for p in images:
+        if p.is_dir():
+            raise UserError(f"{p}: is a folder; use `fakestudio audit {p}`")
+        if not p.exists() and not p.is_symlink():
+            raise UserError(f"{p}: no such file")
+    if html_out is not None and len(images) != 1:
+        raise UserError("--html writes one image's report: give a single IMG (or use audit --html)")
+    anchors = read_trust_anchors(trust_anchors)
+    reports = []
+    for p in images:
+        rep = verify_image(p, trust_anchors=anchors, use_ledger=not no_ledger)
+        reports.append(rep.to_dict())
+        if not as_json:
+            from rich.console import Console
+
+            from detectors.report.terminal import render_report
+
+            render_report(reports[-1], Console(soft_wrap=False))
+    if as_json:
+        payload = reports[0] if len(reports) == 1 else reports
+        click.echo(json.dumps(payload, indent=2, default=str))
+    if html_out is not None:
+        _write_html("verify", reports[0], html_out)
+    click.get_current_context().exit(combined_exit_code(r["verdict"]["exit_code"] for r in reports))
+
+
+@click.command(epilog=AUDIT_EXIT_HELP)
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary and every file's report as JSON."
+)
+@click.option(
+    "--csv",
+    "csv_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write one CSV row per file here.",
+)
+@click.option(
+    "--fail-on",
+    "fail_on",
+    default="",
+    metavar="CATEGORIES",
+    help="Comma-separated: unlabelled, tampered, ai-metadata, unreadable. Exit non-zero when "
+    "any file falls in one (a CI gate for teams that must label their outputs).",
+)
+@click.option(
+    "--workers", type=int, default=None, help="Parallel processes. Default: the CPUs available."
+)
+@_trust_option
+@_no_ledger_option
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML summary page to this file.",
+)
+def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, no_ledger, html_out):
+    """Verify every image under FOLDER (recursively) and count what was found.
+
+    Categories: labelled (manifest, watermark or ledger), unlabelled (no provenance),
+    tampered, AI metadata only, unreadable. Symbolic-link loops are followed once.
+
+    \b
+    fakestudio audit out/
+    fakestudio audit uploads/ --csv audit.csv --fail-on unlabelled,tampered
+    """
+    from detectors.audit import FAIL_ON, fail_exit_code
+    from detectors.audit import audit as run_audit
+
+    if not folder.exists():
+        raise UserError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder; use `fakestudio verify {folder}`")
+    wanted = {x.strip() for x in fail_on.split(",") if x.strip()}
+    unknown = wanted - set(FAIL_ON)
+    if unknown:
+        raise UserError(
+            f"--fail-on: unknown {', '.join(sorted(unknown))}; choose from {', '.join(FAIL_ON)}"
+        )
+    if workers is not None and workers < 1:
+        raise UserError("--workers must be at least 1")
+    if csv_out is not None and csv_out.is_dir():
+        raise UserError(f"--csv {csv_out}: is a folder")
+    anchors = read_trust_anchors(trust_anchors)
+
+    with _audit_progress(quiet=as_json) as (on_start, on_progress):
+        result = run_audit(
+            folder,
+            workers=workers,
+            trust_anchors=anchors,
+            use_ledger=not no_ledger,
+            on_start=on_start,
+            on_progress=on_progress,
+        )
+    if csv_out is not None:
+        try:
+            result.write_csv(csv_out)
+        except OSError as e:
+            raise UserError(f"--csv {csv_out}: cannot write ({e.strerror or e})") from e
+    if html_out is not None:
+        _write_html("audit", result.reports, html_out)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        from detectors.report.terminal import render_audit_files, render_summary
+
+        console = Console()
+        if result.reports:
+            render_audit_files(result.reports, console)
+        render_summary(result.summary, console, title=f"audit of {folder}")
+        for note in result.notes:
+            console.print(f"note: {note}", markup=False, style="dim")
+        console.print(
+            "A missing label proves nothing: most AI images carry none, and uploads strip "
+            "metadata. Do not trust your eyes.",
+            style="yellow",
+        )
+    click.get_current_context().exit(fail_exit_code(result.summary, wanted))
+
+
+def read_trust_anchors(paths) -> list[bytes]:
+    """The PEM files given with --trust-anchors; a missing or non-PEM file is a usage error."""
+    out = []
+    for p in paths:
+        try:
+            data = Path(p).read_bytes()
+        except OSError as e:
+            raise UserError(f"--trust-anchors {p}: cannot read ({e.strerror or e})") from e
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            raise UserError(f"--trust-anchors {p}: no PEM certificate in this file")
+        out.append(data)
+    return out
+
+
+def _write_html(kind: str, payload, path: Path) -> None:
+    try:
+        from detectors.report import html
+    except ImportError as e:
+        raise UserError(f"--html is not available in this installation ({e})") from e
+    try:
+        if kind == "verify":
+            html.write_verify(payload, path)
+        else:
+            html.write_audit(payload, path)
+    except OSError as e:
+        raise UserError(f"--html {path}: cannot write ({e.strerror or e})") from e
+
+
+class _audit_progress:  # noqa: N801 - used as a context manager, reads like a function
+    """A rich progress bar on stderr (files done / total, ETA); silent when quiet or not a
+    terminal."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if self.quiet or not console.is_terminal:
+            return (lambda total: None), (lambda done, total, rep: None)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]auditing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("images"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+
+        def on_start(total: int) -> None:
+            self.progress.start()
+            self.task = self.progress.add_task("audit", total=total)
+
+        def on_progress(done: int, total: int, rep: dict) -> None:
+            if self.task is not None:
+                self.progress.update(self.task, completed=done, total=total)
+
+        return on_start, on_progress
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
