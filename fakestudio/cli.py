@@ -211,24 +211,9 @@ def generate(
     check_config(cfg)
     with step_progress(f"generating {n} image{'s' if n > 1 else ''}", quiet=as_json) as on_step:
         written = run(cfg, on_step=on_step)
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "path": str(w.path),
-                        "watermark": w.payload,
-                        "sha256": w.sha256,
-                        "ledger_id": w.ledger_id,
-                    }
-                    for w in written
-                ],
-                indent=2,
-            )
-        )
-    else:
-        for w in written:
-            click.echo(str(w.path))
+    from fakestudio.commands import echo_written
+
+    echo_written(written, as_json)
 
 
 @cli.group()

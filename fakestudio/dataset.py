@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from detectors.fingerprint import sha256_file
 from fakestudio.errors import UserError
 
 FORMAT = "fakestudio.dataset/1"
@@ -336,7 +337,7 @@ def _verify_files(ds: Dataset) -> None:
 
     for img in ds.images:
         p = ds.path(img)
-        if _sha256_file(p) != img.sha256:
+        if sha256_file(p) != img.sha256:
             raise UserError(
                 f"{ds.root}: {img.file} changed since it was prepared (sha256 differs); "
                 "prepare the dataset again so its record stays true"
@@ -376,14 +377,6 @@ class _Skip(Exception):
 
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _scrub(message: str) -> str:

@@ -8,12 +8,12 @@ Both file forms load through diffusers' own `load_lora_weights`: the diffusers/p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from detectors.fingerprint import sha256_file  # noqa: F401  (re-exported for callers)
 from fakestudio.errors import UserError
 from fakestudio.record import LoraRef
 
@@ -72,14 +72,6 @@ def _find_in_dir(lora_dir: Path, name: str) -> Path:
     if hits:
         return hits[0]
     raise UserError(f"<lora:{name}>: no {name}.safetensors in {lora_dir}")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_header(path: Path) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -134,21 +133,6 @@ def encounter(
     check_config(cfg)
     with step_progress("composing the encounter", quiet=as_json) as on_step:
         written = run(cfg, on_step=on_step)
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "path": str(w.path),
-                        "watermark": w.payload,
-                        "sha256": w.sha256,
-                        "ledger_id": w.ledger_id,
-                    }
-                    for w in written
-                ],
-                indent=2,
-            )
-        )
-    else:
-        for w in written:
-            click.echo(str(w.path))
+    from fakestudio.commands import echo_written
+
+    echo_written(written, as_json)

@@ -60,6 +60,14 @@ class Written:
     sha256: str
     ledger_id: int
 
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "watermark": self.payload,
+            "sha256": self.sha256,
+            "ledger_id": self.ledger_id,
+        }
+
 
 def check_format(fmt: str) -> str:
     fmt = fmt.lower().replace("jpg", "jpeg")
