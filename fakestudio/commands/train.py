@@ -1,0 +1,495 @@
+"""`fakestudio train` and `fakestudio lora-info`.
+
+The options a user reaches for are flags, grouped in `--help`; the rest of `TrainConfig`
+lives in an optional `--config train.toml` (flags win over the file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+SECTIONS = {
+    "Output": ["out", "fmt", "run_dir"],
+    "Model": ["base", "base_config", "tokenizer"],
+    "LoRA and schedule": [
+        "rank",
+        "alpha",
+        "train_text_encoder",
+        "max_steps",
+        "epochs",
+        "batch_size",
+        "lr",
+        "lr_scheduler",
+        "warmup_steps",
+        "resolution",
+        "seed",
+    ],
+    "Quality": ["min_snr_gamma", "noise_offset", "caption_dropout", "class_images", "class_prompt"],
+    "Speed and memory": ["mixed_precision", "gradient_checkpointing", "cache", "device"],
+    "Checkpoints and previews": ["checkpoint_every", "resume", "sample_every", "sample_prompt"],
+}
+
+
+class _Sectioned(click.Command):
+    """--help with the options in named sections instead of one long wall."""
+
+    def format_options(self, ctx, formatter):
+        records = {}
+        for p in self.get_params(ctx):
+            if isinstance(p, click.Argument):
+                continue
+            rec = p.get_help_record(ctx)
+            if rec:
+                records[p.name] = rec
+        for title, names in SECTIONS.items():
+            rows = [records.pop(n) for n in names if n in records]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        if records:
+            with formatter.section("General"):
+                formatter.write_dl(list(records.values()))
+
+
+P = click.Path(path_type=Path)
+
+
+@click.command(cls=_Sectioned)
+@click.argument("dataset", type=P)
+@click.option("--out", "-o", type=P, required=True, help="The LoRA file to write (.safetensors).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["peft", "kohya", "both"]),
+    default=None,
+    help="kohya: Automatic1111/ComfyUI/kohya key names (default); peft: diffusers' own form; "
+    "both: OUT (peft) and OUT's stem + .kohya.safetensors. Both load in fakestudio and diffusers.",
+)
+@click.option(
+    "--run-dir", type=P, default=None, help="Checkpoints and previews [OUT's stem-training/]."
+)
+@click.option(
+    "--base",
+    default=None,
+    help="'tiny' (default), a diffusers SD1.x/2.x/SDXL folder, a .safetensors checkpoint, or a cached hub id.",
+)
+@click.option(
+    "--base-config",
+    type=P,
+    default=None,
+    help="Single-file bases: a diffusers folder of matching configs.",
+)
+@click.option(
+    "--tokenizer", type=P, default=None, help="Single-file bases: a CLIP tokenizer folder."
+)
+@click.option("--rank", type=int, default=None, help="LoRA rank [8].")
+@click.option("--alpha", type=float, default=None, help="LoRA alpha; scale = alpha/rank [= rank].")
+@click.option(
+    "--train-text-encoder/--no-train-text-encoder",
+    default=None,
+    help="Also train LoRA on the text encoder(s) [no].",
+)
+@click.option(
+    "--steps",
+    "max_steps",
+    type=int,
+    default=None,
+    help="Optimizer steps [100 repeats of every photo].",
+)
+@click.option(
+    "--epochs", type=int, default=None, help="Passes over the dataset (instead of --steps)."
+)
+@click.option("--batch-size", type=int, default=None, help="Images per step and process [1].")
+@click.option("--lr", type=float, default=None, help="Learning rate [1e-4].")
+@click.option(
+    "--lr-scheduler",
+    type=click.Choice(["constant", "cosine", "linear"]),
+    default=None,
+    help="[constant], after --warmup-steps of linear warm-up.",
+)
+@click.option("--warmup-steps", type=int, default=None, help="[0]")
+@click.option(
+    "--resolution",
+    type=int,
+    default=None,
+    help="Must equal the dataset's (checked) [the dataset's].",
+)
+@click.option("--seed", type=int, default=None, help="[0]")
+@click.option(
+    "--min-snr-gamma", type=float, default=None, help="Min-SNR loss weighting; 5 is usual [off]."
+)
+@click.option(
+    "--noise-offset", type=float, default=None, help="Helps very dark/bright images; ~0.05 [0]."
+)
+@click.option(
+    "--caption-dropout",
+    type=float,
+    default=None,
+    help="Share of steps trained on an empty caption [0].",
+)
+@click.option(
+    "--class-images",
+    type=P,
+    default=None,
+    help="Prior preservation: a folder of class images (e.g. from `fakestudio generate`).",
+)
+@click.option("--class-prompt", default=None, help="Their caption [photo of a <class word>].")
+@click.option(
+    "--mixed-precision",
+    type=click.Choice(["no", "fp16", "bf16"]),
+    default=None,
+    help="[no]; fp16 needs CUDA.",
+)
+@click.option(
+    "--gradient-checkpointing/--no-gradient-checkpointing",
+    default=None,
+    help="Less memory, ~30% slower [off].",
+)
+@click.option("--cache/--no-cache", default=None, help="Cache latents and text embeddings [on].")
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), default=None, help="[cuda when present]"
+)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=None,
+    help="Checkpoint every N steps [0: at the end and on Ctrl-C].",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    default=None,
+    help="Continue from the newest checkpoint in the run folder, exactly.",
+)
+@click.option(
+    "--sample-every",
+    type=int,
+    default=None,
+    help="A labelled preview image every N steps [0: none].",
+)
+@click.option("--sample-prompt", default=None, help="Preview prompt [the first caption].")
+@click.option(
+    "--config",
+    "toml",
+    type=P,
+    default=None,
+    help="A TOML file with any TrainConfig field (flags win).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or log lines.")
+def train(dataset, out, fmt, cache, toml, as_json, quiet, **options):
+    """Train a LoRA on DATASET (made by `fakestudio prepare`).
+
+    \b
+    fakestudio train dataset/ --out ben0a.safetensors
+    fakestudio train dataset/ --out ben0a.safetensors --base ~/models/sd15 \\
+        --mixed-precision bf16 --steps 2400 --sample-every 200 --checkpoint-every 500
+    accelerate launch --multi_gpu --num_processes 4 -m fakestudio train dataset/ --out x.safetensors
+
+    Ctrl-C saves a checkpoint and exits 130; add --resume to the same command to continue.
+    Exit codes: 0 done, 2 bad input or a diverged run (one line says why), 130 interrupted.
+    """
+    from fakestudio.train.config import make_config
+    from fakestudio.train.loop import TrainingInterrupted
+    from fakestudio.train.loop import train as run
+
+    if fmt is not None:
+        options["format"] = fmt
+    if cache is not None:
+        options["cache_latents"] = options["cache_text"] = cache
+    if not options.get("resume"):
+        options.pop("resume", None)
+    cfg = make_config(dataset, out, toml, **options)
+    main = int(os.environ.get("RANK", "0")) == 0
+    quiet = quiet or not main
+    log = (lambda m: None) if quiet else (lambda m: click.echo(f"fakestudio: {m}", err=True))
+    try:
+        with _progress(quiet or as_json) as on_step:
+            result = run(cfg, on_step=on_step, log=log)
+    except TrainingInterrupted as e:
+        if main:
+            click.echo(
+                f"fakestudio: interrupted at step {e.step}; checkpoint saved to {e.checkpoint}; "
+                "run the same command with --resume to continue",
+                err=True,
+            )
+        sys.exit(130)
+    if not main:
+        return
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    if not quiet:
+        done = result.steps - (result.resumed_from or 0)
+        rate = f" ({done / result.seconds:.2f} steps/s)" if result.seconds > 0 and done else ""
+        loss = f", loss {result.loss:.4f}" if result.loss is not None else ""
+        click.echo(f"fakestudio: trained {result.steps} steps{rate}{loss}", err=True)
+    for p in result.outputs:
+        click.echo(str(p))
+
+
+class _progress:
+    """A rich bar with step, loss, lr and ETA on a terminal; a plain line every 5% otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def __enter__(self):
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if self.quiet:
+            return lambda info: None
+        if not console.is_terminal:
+            return self._lines
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task("training", total=None, loss="-", lr="-")
+        return self._bar
+
+    def _bar(self, info) -> None:
+        self.bar.update(
+            self.task,
+            completed=info.step,
+            total=info.total,
+            loss=f"{info.loss:.4f}",
+            lr=f"{info.lr:.2e}",
+        )
+
+    def _lines(self, info) -> None:
+        every = max(1, info.total // 20)
+        if info.step % every and info.step != info.total:
+            return
+        done = info.step - info.first_step
+        rate = done / info.seconds if info.seconds > 0 else 0.0
+        eta = (info.total - info.step) / rate if rate else 0.0
+        click.echo(
+            f"step {info.step}/{info.total}  loss {info.loss:.4f}  lr {info.lr:.2e}  "
+            f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}",
+            err=True,
+        )
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
+
+
+# -------------------------------------------------------------------------------- lora-info
+
+KOHYA_PREFIXES = {
+    "lora_unet_": "unet",
+    "lora_te_": "text_encoder",
+    "lora_te1_": "text_encoder",
+    "lora_te2_": "text_encoder_2",
+}
+PEFT_PREFIXES = {
+    "unet.": "unet",
+    "text_encoder.": "text_encoder",
+    "text_encoder_2.": "text_encoder_2",
+}
+DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight")
+CROSS_ATTENTION = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+BIG_KOHYA_KEYS = ("ss_tag_frequency", "ss_dataset_dirs", "ss_datasets", "ss_bucket_info")
+
+
+def describe_lora(path: Path) -> dict:
+    """What a LoRA file says about itself: our header, kohya's ss_* metadata, and what its
+    tensors show (form, parts, rank, alpha, the base architecture they fit)."""
+    from safetensors import safe_open
+
+    from fakestudio.lora import HEADER_KEY, read_header, sha256_file, trigger_of
+
+    path = Path(path).expanduser()
+    meta = read_header(path)  # UserError for missing/corrupt/not-a-LoRA files
+    ranks, alphas, parts, cross = set(), set(), {}, set()
+    form = "other"
+    n_params = 0
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+        for k in keys:
+            shape = f.get_slice(k).get_shape()
+            n = 1
+            for s in shape:
+                n *= s
+            n_params += n
+            if k.endswith(".alpha"):
+                alphas.add(float(f.get_tensor(k).float().item()))
+                continue
+            if not k.endswith(DOWN_SUFFIXES):
+                continue
+            part = "other"
+            for prefix, name in {**KOHYA_PREFIXES, **PEFT_PREFIXES}.items():
+                if k.startswith(prefix):
+                    part = name
+                    form = "kohya" if prefix.startswith("lora_") else "peft"
+                    break
+            parts[part] = parts.get(part, 0) + 1
+            ranks.add(int(shape[0]))
+            flat = k.replace(".", "_")
+            if part == "unet" and "attn2_to_k" in flat and len(shape) >= 2:
+                cross.add(int(shape[1]))
+    if not alphas:
+        adapter = meta.get("lora_adapter_metadata")
+        if adapter:
+            try:
+                a = json.loads(adapter).get("unet.lora_alpha")
+                if a is not None:
+                    alphas.add(float(a))
+            except ValueError:
+                pass
+        elif meta.get("ss_network_alpha"):
+            try:
+                alphas.add(float(meta["ss_network_alpha"]))
+            except ValueError:
+                pass
+    if meta.get("_family") == "sdxl" or 2048 in cross:
+        arch = "sdxl"
+    elif len(cross) == 1:
+        arch = CROSS_ATTENTION.get(
+            next(iter(cross)), f"unknown (cross-attention width {next(iter(cross))})"
+        )
+    else:
+        arch = "unknown"
+    ours = meta.get(HEADER_KEY) if isinstance(meta.get(HEADER_KEY), dict) else None
+    kohya = {}
+    for k, v in sorted(meta.items()):
+        if not k.startswith(("ss_", "sshs_", "modelspec.")):
+            continue
+        if k == "ss_tag_frequency":
+            kohya["ss_tag_frequency (top 10)"] = _top_tags(v)
+        elif k in BIG_KOHYA_KEYS or len(str(v)) > 300:
+            kohya[k] = f"({len(str(v))} characters)"
+        else:
+            kohya[k] = v
+    one = lambda s: (next(iter(s)) if len(s) == 1 else sorted(s)) if s else None  # noqa: E731
+    rank, alpha = one(ranks), one(alphas)
+    scale = alpha / rank if isinstance(rank, int) and isinstance(alpha, float) else None
+    return {
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "form": form,
+        "architecture": arch,
+        "parts": parts,
+        "tensors": len(keys),
+        "parameters": n_params,
+        "rank": rank,
+        "alpha": alpha,
+        "scale": scale,
+        "trigger": trigger_of(meta),
+        "fakestudio": ours,
+        "kohya": kohya or None,
+    }
+
+
+def _top_tags(raw: str) -> list:
+    try:
+        freq = json.loads(raw)
+    except ValueError:
+        return []
+    counts: dict[str, int] = {}
+    for tags in freq.values() if isinstance(freq, dict) else []:
+        if isinstance(tags, dict):
+            for t, c in tags.items():
+                if isinstance(c, int):
+                    counts[t] = counts.get(t, 0) + c
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+
+
+FORM_WORDS = {
+    "peft": "diffusers/peft (unet.* / text_encoder.* keys)",
+    "kohya": "kohya/Automatic1111 (lora_unet_* / lora_te_* keys)",
+    "other": "unrecognised key layout",
+}
+PART_WORDS = {"unet": "UNet", "text_encoder": "text encoder", "text_encoder_2": "text encoder 2"}
+
+
+@click.command("lora-info")
+@click.argument("file", type=P)
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def lora_info(file, as_json):
+    """Describe a LoRA file: trigger word, base model, dataset, consent, rank/alpha, steps.
+
+    Works on any LoRA: fakestudio's header, kohya's ss_* metadata, or only its tensors.
+    """
+    info = describe_lora(file)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    rows = [
+        ("file", f"{info['file']} ({_size(info['bytes'])}, sha256 {info['sha256'][:12]})"),
+        ("form", FORM_WORDS[info["form"]]),
+        ("modules", ", ".join(f"{PART_WORDS.get(k, k)} {v}" for k, v in info["parts"].items())),
+        (
+            "rank / alpha",
+            f"{info['rank']} / {info['alpha'] if info['alpha'] is not None else '?'}"
+            + (f" (scale {info['scale']:g})" if info["scale"] is not None else ""),
+        ),
+        ("fits", info["architecture"]),
+    ]
+    if info["trigger"]:
+        rows.append(("trigger word", info["trigger"]))
+    ours = info["fakestudio"]
+    if ours:
+        rows += [
+            ("class word", ours.get("class_word") or "-"),
+            (
+                "base model",
+                f"{ours.get('base_model')} (sha256 {str(ours.get('base_sha256'))[:12]})",
+            ),
+            (
+                "dataset",
+                f"fingerprint {str(ours.get('dataset_fingerprint'))[:16]}, {ours.get('images')} images",
+            ),
+            ("consent", ours.get("consent") or "(none recorded)"),
+            (
+                "training",
+                f"{ours.get('steps')} steps, lr {ours.get('lr')} {ours.get('lr_scheduler')}, "
+                f"{ours.get('resolution')} px, batch {ours.get('batch_size')}"
+                + (", text encoder" if ours.get("train_text_encoder") else ""),
+            ),
+            ("made by", f"{ours.get('software')}, {ours.get('created')}"),
+        ]
+    if info["kohya"]:
+        for k, v in info["kohya"].items():
+            rows.append((k, json.dumps(v) if not isinstance(v, str) else v))
+    if not ours and not info["kohya"]:
+        rows.append(("metadata", "none (no fakestudio header, no kohya ss_* keys)"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k:>{width}}  {v}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -1,0 +1,710 @@
+"""Personal LoRA training, top to bottom.
+
+    1. check settings, dataset and output before anything slow
+    2. accelerate, the base model, LoRA adapters on UNet attention (and the text encoder)
+    3. cache latents and text embeddings
+    4. optimizer, lr schedule, `--resume`
+    5. the loop: noise -> UNet -> loss; guards against NaN and explosion; checkpoints,
+       previews (through the labeller), Ctrl-C
+    6. the LoRA file(s), with our header
+
+It runs alone (`fakestudio train`) or one copy per process under `accelerate launch`: each
+process takes every P-th batch and DDP averages the gradients; only the main process writes
+files or talks. Steps are optimizer steps; one step sees batch_size x grad_accum x P images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fakestudio import __version__
+from fakestudio.errors import UserError
+from fakestudio.train.checkpoint import (
+    capture_rng,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from fakestudio.train.config import STORY_REPEATS, TrainConfig
+from fakestudio.train.data import TrainData, epoch_batches, open_dataset, steps_per_epoch
+
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+HEADER_FORMAT = "fakestudio.lora/1"
+# Settings a resumed run must share with the run it continues (else it is another run).
+MUST_MATCH = (
+    "rank alpha train_text_encoder resolution lr text_encoder_lr lr_scheduler warmup_steps "
+    "batch_size grad_accum seed min_snr_gamma noise_offset caption_dropout prior_loss_weight "
+    "weight_decay"
+).split()
+
+
+@dataclass
+class StepInfo:
+    step: int
+    total: int
+    loss: float
+    lr: float
+    seconds: float  # since this run (not the resumed one) started stepping
+    first_step: int  # where this run started (resume point)
+
+
+@dataclass
+class TrainResult:
+    outputs: list[Path]
+    steps: int
+    loss: float | None  # running mean at the end
+    checkpoint: Path | None
+    samples: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: int | None = None
+    header: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "outputs": [str(p) for p in self.outputs],
+            "steps": self.steps,
+            "loss": self.loss,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "samples": [str(p) for p in self.samples],
+            "seconds": round(self.seconds, 2),
+            "resumed_from": self.resumed_from,
+            "header": self.header,
+        }
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM: a checkpoint was saved; the CLI exits 130."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        self.step, self.checkpoint = step, checkpoint
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}")
+
+
+class TrainingDiverged(UserError):
+    """NaN, inf or exploding loss; the last good checkpoint is kept."""
+
+
+def train(
+    cfg: TrainConfig,
+    on_step: Callable[[StepInfo], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a LoRA as `cfg` says; return what was written. UserError for anything fixable."""
+    # -- 1. checks that need no model ---------------------------------------------------------
+    cfg.check()
+    ds = open_dataset(cfg.dataset, cfg.resolution)
+    resolution = ds.resolution
+    if cfg.sample_every and resolution < 256:
+        raise UserError(
+            f"previews need at least 256 px (the watermark does); dataset is {resolution}"
+        )
+    run_dir = cfg.run_folder()
+    outputs = cfg.outputs()
+    _check_writable(Path(cfg.out).expanduser().parent)
+    _check_writable(run_dir)
+    found = list_checkpoints(run_dir)
+    if cfg.resume and not found:
+        raise UserError(f"--resume: no checkpoint in {run_dir}/checkpoints to resume from")
+    if found and not cfg.resume:
+        raise UserError(
+            f"{run_dir} holds checkpoints of an earlier run (up to step {found[-1][0]}); pass "
+            "--resume to continue it, or remove that folder (or pick --run-dir) to start over"
+        )
+
+    # -- 2. accelerate, base model, adapters --------------------------------------------------
+    from fakestudio.models import load_base
+
+    accelerator = _accelerator(cfg)
+    main, procs, rank = (
+        accelerator.is_main_process,
+        accelerator.num_processes,
+        accelerator.process_index,
+    )
+    say = (log or (lambda m: None)) if main else (lambda m: None)
+    device = accelerator.device
+    for w in ds.warnings:
+        say(f"dataset: {w}")
+    with accelerator.main_process_first():
+        base = load_base(cfg.base, config=cfg.base_config, tokenizer=cfg.tokenizer)
+    pipe, sdxl = base.pipe, base.family == "sdxl"
+    weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+        cfg.mixed_precision
+    ]
+    unet, vae = pipe.unet, pipe.vae
+    encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if sdxl else [])
+    te_names = ["text_encoder", "text_encoder_2"][: len(encoders)]
+    for m in (unet, vae, *encoders):
+        m.requires_grad_(False)
+    unet.to(device, dtype=weight_dtype)
+    vae.to(device, dtype=torch.float32)  # SDXL's VAE overflows in fp16; it runs once per image
+    for te in encoders:
+        te.to(device, dtype=weight_dtype)
+
+    from diffusers import DDPMScheduler
+    from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
+
+    alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
+    torch.manual_seed(cfg.seed)  # the same LoRA initialisation in every process
+    unet.add_adapter(
+        LoraConfig(
+            r=cfg.rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=UNET_TARGETS
+        )
+    )
+    te_configs = {}
+    if cfg.train_text_encoder:
+        for name, te in zip(te_names, encoders, strict=False):
+            te_configs[name] = LoraConfig(
+                r=cfg.rank,
+                lora_alpha=alpha,
+                init_lora_weights="gaussian",
+                target_modules=TE_TARGETS,
+            )
+            te.add_adapter(te_configs[name])
+    trained = [unet] + (encoders if cfg.train_text_encoder else [])
+    for m in trained:
+        for p in m.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()  # LoRA weights train in fp32 under any mixed precision
+        m.train()
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    if device.type == "cuda":  # TF32 matmuls on Ampere+: fp32 range, ~3x the throughput
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    channels_last = cfg.channels_last
+    if channels_last:
+        unet.to(memory_format=torch.channels_last)
+    noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    prediction = cfg.prediction_type or noise_sched.config.prediction_type
+    if prediction not in ("epsilon", "v_prediction"):
+        raise UserError(f"{base.name}: prediction type {prediction!r} is not supported")
+
+    # -- 3. data and caches -------------------------------------------------------------------
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)  # noise, t, dropout
+    data = TrainData(ds, pipe, base.family, cfg, device, cfg.train_text_encoder, gen)
+    t0 = time.perf_counter()
+    data.warm()
+    if cfg.cache_latents or data.cache_text:
+        say(
+            f"cached {len(data.latents)} latents, {len(data.embeds)} text embeddings in "
+            f"{time.perf_counter() - t0:.1f}s"
+        )
+    if device.type == "cuda" and not cfg.sample_every:  # give the frozen encoders' memory back
+        if cfg.cache_latents:
+            vae.to("cpu")
+        if data.cache_text:
+            for te in encoders:
+                te.to("cpu")
+        torch.cuda.empty_cache()
+
+    micro_per_epoch = steps_per_epoch(data.buckets, cfg.batch_size, procs)
+    if cfg.max_steps is not None:
+        total = cfg.max_steps
+    else:
+        epochs = cfg.epochs if cfg.epochs is not None else STORY_REPEATS
+        total = math.ceil(epochs * micro_per_epoch / cfg.grad_accum)
+    class_order = (
+        torch.randperm(len(data.class_files), generator=torch.Generator().manual_seed(cfg.seed))
+        if data.class_files
+        else None
+    )
+
+    orders: dict[int, list[list[int]]] = {}
+
+    def micro_batch(step: int, k: int):
+        """The k-th micro-batch of optimizer step `step` for this process."""
+        m = step * cfg.grad_accum + k
+        epoch, pos = divmod(m, micro_per_epoch)
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = epoch_batches(data.buckets, cfg.batch_size, cfg.seed, epoch, procs)
+        indices = orders[epoch][pos * procs + rank]
+        if cfg.caption_dropout:
+            drop = (torch.rand(len(indices), generator=gen) < cfg.caption_dropout).tolist()
+        else:
+            drop = [False] * len(indices)
+        classes = []
+        if class_order is not None:
+            first = (m * procs + rank) * cfg.batch_size
+            classes = [
+                int(class_order[(first + j) % len(class_order)]) for j in range(len(indices))
+            ]
+        return data.batch(indices, drop, classes)
+
+    # -- 4. optimizer, schedule, resume -------------------------------------------------------
+    from diffusers.optimization import get_scheduler
+
+    groups = [{"params": [p for p in unet.parameters() if p.requires_grad], "lr": cfg.lr}]
+    if cfg.train_text_encoder:
+        te_params = [p for te in encoders for p in te.parameters() if p.requires_grad]
+        groups.append({"params": te_params, "lr": cfg.text_encoder_lr or cfg.lr})
+    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, **fused)
+    lr_sched = get_scheduler(
+        cfg.lr_scheduler,
+        optimizer,
+        num_warmup_steps=cfg.warmup_steps,
+        num_training_steps=total,
+    )
+    prepared = accelerator.prepare(*trained, optimizer)
+    unet_fwd, te_fwd, optimizer = prepared[0], list(prepared[1:-1]), prepared[-1]
+    if te_fwd:  # training encodes through the wrapped encoders; previews use the plain ones
+        data.train_encoders = te_fwd
+    if cfg.compile:
+        unet_fwd = torch.compile(unet_fwd)
+
+    def lora_state() -> dict[str, torch.Tensor]:
+        out = {f"unet.{k}": v for k, v in get_peft_model_state_dict(unet).items()}
+        for name, te in zip(te_names, encoders if cfg.train_text_encoder else [], strict=False):
+            out.update({f"{name}.{k}": v for k, v in get_peft_model_state_dict(te).items()})
+        return out
+
+    identity = {
+        "base_sha256": base.sha256,
+        "dataset_fingerprint": ds.fingerprint,
+        "prediction_type": prediction,
+        **{k: getattr(cfg, k) for k in MUST_MATCH},
+        "alpha": alpha,
+    }
+    guard = LossGuard(cfg.explode_factor, cfg.explode_patience)
+    step, resumed_from = 0, None
+    if cfg.resume:
+        ckpt = load_checkpoint(latest_checkpoint(run_dir))
+        _check_resumable(ckpt.state.get("identity", {}), identity, ckpt.path)
+        for name, model in [("unet", unet), *zip(te_names, encoders, strict=False)]:
+            part = {k[len(name) + 1 :]: v for k, v in ckpt.lora.items() if k.startswith(name + ".")}
+            if part:
+                res = set_peft_model_state_dict(model, part)
+                if getattr(res, "unexpected_keys", None):
+                    raise UserError(f"{ckpt.path}: LoRA keys do not fit this model")
+        optimizer.load_state_dict(ckpt.optimizer)
+        lr_sched.load_state_dict(ckpt.scheduler)
+        if accelerator.scaler is not None and ckpt.state.get("scaler"):
+            accelerator.scaler.load_state_dict(ckpt.state["scaler"])
+        guard.load(ckpt.state.get("guard", {}))
+        if len(ckpt.rng) == procs:
+            restore_rng(ckpt.rng[rank], gen)
+        else:
+            say(
+                f"resuming with {procs} processes after {len(ckpt.rng)}: the data order and "
+                "noise differ from an uninterrupted run"
+            )
+            gen.manual_seed(cfg.seed * 1_000_003 + rank + ckpt.step)
+        if ckpt.state.get("total") != total:
+            say(f"resuming a {ckpt.state.get('total')}-step run as a {total}-step run")
+        step = resumed_from = ckpt.step
+        say(f"resumed from {ckpt.path} (step {step})")
+
+    last_ckpt = latest_checkpoint(run_dir)
+
+    def checkpoint(at: int) -> Path | None:
+        nonlocal last_ckpt
+        rngs = [capture_rng(gen)]
+        if procs > 1:
+            from accelerate.utils import gather_object
+
+            rngs = gather_object(rngs)
+        if main:
+            state = {
+                "identity": identity,
+                "total": total,
+                "processes": procs,
+                "guard": guard.state(),
+                "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
+                "software": f"fakestudio {__version__}",
+                "config": cfg.to_json(),
+            }
+            try:
+                last_ckpt = save_checkpoint(
+                    run_dir,
+                    at,
+                    lora=lora_state(),
+                    optimizer=optimizer.state_dict(),
+                    scheduler=lr_sched.state_dict(),
+                    rng=rngs,
+                    state=state,
+                    keep=cfg.keep_checkpoints,
+                )
+            except OSError as e:
+                raise UserError(
+                    f"{run_dir}: cannot write a checkpoint ({e.strerror or e}); nothing "
+                    f"half-written was left{_last(last_ckpt)}"
+                ) from None
+        accelerator.wait_for_everyone()
+        return last_ckpt
+
+    def header(at: int) -> dict:
+        return {
+            "format": HEADER_FORMAT,
+            "trigger": ds.token,
+            "class_word": ds.class_word,
+            "base_model": base.name,
+            "base_sha256": base.sha256,
+            "base_family": base.family,
+            "dataset_fingerprint": ds.fingerprint,
+            "images": len(ds.images),
+            "person": ds.person,
+            "consent": ds.consent.statement if ds.consent else None,
+            "consent_recorded": ds.consent.recorded if ds.consent else None,
+            "rank": cfg.rank,
+            "alpha": alpha,
+            "targets": {"unet": UNET_TARGETS, **{n: TE_TARGETS for n in te_configs}},
+            "steps": at,
+            "epochs": round(at * cfg.grad_accum / micro_per_epoch, 2),
+            "resolution": resolution,
+            "batch_size": cfg.batch_size * cfg.grad_accum * procs,
+            "lr": cfg.lr,
+            "lr_scheduler": cfg.lr_scheduler,
+            "prediction_type": prediction,
+            "mixed_precision": cfg.mixed_precision,
+            "min_snr_gamma": cfg.min_snr_gamma,
+            "noise_offset": cfg.noise_offset,
+            "prior_preservation": bool(data.class_files),
+            "train_text_encoder": cfg.train_text_encoder,
+            "seed": cfg.seed,
+            "software": f"fakestudio {__version__}",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({"notes": cfg.extra} if cfg.extra else {}),
+        }
+
+    def lora_file_kwargs(at: int, form: str) -> dict:
+        states = lora_state()
+        u = {k[5:]: v for k, v in states.items() if k.startswith("unet.")}
+        tes = {
+            n: {k[len(n) + 1 :]: v for k, v in states.items() if k.startswith(n + ".")}
+            for n in te_configs
+        }
+        ucfg = LoraConfig(r=cfg.rank, lora_alpha=alpha, target_modules=UNET_TARGETS)
+        return dict(
+            unet_state=u,
+            unet_config=ucfg,
+            te_states=tes,
+            te_configs=te_configs,
+            form=form,
+            header=header(at),
+        )
+
+    samples: list[Path] = []
+
+    def preview(at: int) -> None:
+        if main:
+            samples.append(
+                _preview(
+                    cfg,
+                    pipe,
+                    data,
+                    base,
+                    ds,
+                    resolution,
+                    at,
+                    lora_file_kwargs(at, outputs[0][0]),
+                    run_dir,
+                    accelerator,
+                )
+            )
+        accelerator.wait_for_everyone()
+
+    # -- 5. the loop ----------------------------------------------------------------------------
+    T = noise_sched.config.num_train_timesteps
+    snr = None
+    if cfg.min_snr_gamma:
+        ac = noise_sched.alphas_cumprod.float()
+        snr = (ac / (1 - ac)).to(device)
+
+    def loss_of(batch) -> torch.Tensor:
+        latents = batch.latents
+        b = latents.shape[0]
+        noise = torch.randn(latents.shape, generator=gen).to(device)
+        if cfg.noise_offset:
+            noise += cfg.noise_offset * torch.randn((b, latents.shape[1], 1, 1), generator=gen).to(
+                device
+            )
+        t = torch.randint(0, T, (b,), generator=gen).to(device)
+        noisy = noise_sched.add_noise(latents, noise, t)
+        target = noise if prediction == "epsilon" else noise_sched.get_velocity(latents, noise, t)
+        if channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        extra = {}
+        if sdxl:
+            w, h = batch.size
+            ids = torch.tensor([h, w, 0, 0, h, w], device=device, dtype=batch.embeds.dtype)
+            extra["added_cond_kwargs"] = {"text_embeds": batch.pooled, "time_ids": ids.repeat(b, 1)}
+        pred = unet_fwd(noisy, t, batch.embeds, **extra).sample
+        per = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        if snr is not None:  # min-SNR-gamma weighting (Hang et al. 2023)
+            s = snr[t]
+            per = (
+                per
+                * torch.clamp(s, max=cfg.min_snr_gamma)
+                / (s + 1 if prediction == "v_prediction" else s)
+            )
+        n = batch.n_instance
+        loss = per[:n].mean()
+        if n < b:
+            loss = loss + cfg.prior_loss_weight * per[n:].mean()
+        return loss
+
+    first_step, started = step, time.perf_counter()
+    loss_value = None
+    with _graceful_stop() as stop:
+        while step < total:
+            running = 0.0
+            for k in range(cfg.grad_accum):
+                batch = micro_batch(step, k)
+                sync = k == cfg.grad_accum - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(unet_fwd):
+                    loss = loss_of(batch) / cfg.grad_accum
+                    accelerator.backward(loss)
+                running += loss.detach().float()
+            flags = torch.stack(
+                [running.reshape(()), torch.tensor(float(stop["requested"]), device=device)]
+            )
+            if procs > 1:
+                flags = accelerator.reduce(flags, "mean")
+            loss_value, stop_now = float(flags[0]), bool(flags[1] > 0)
+            reason = guard.check(loss_value)
+            if reason:
+                optimizer.zero_grad(set_to_none=True)
+                raise TrainingDiverged(
+                    f"{reason} at step {step + 1}: stopped{_last(last_ckpt)}; resume from it with "
+                    f"a lower --lr (now {cfg.lr:g})"
+                    + (" or --mixed-precision bf16/no" if cfg.mixed_precision == "fp16" else "")
+                )
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(
+                    [p for g in groups for p in g["params"]], cfg.max_grad_norm
+                )
+            optimizer.step()
+            lr_sched.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if main and on_step:
+                on_step(
+                    StepInfo(
+                        step,
+                        total,
+                        loss_value,
+                        lr_sched.get_last_lr()[0],
+                        time.perf_counter() - started,
+                        first_step,
+                    )
+                )
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                preview(step)
+            if stop_now or (procs == 1 and stop["requested"]):  # P > 1: all agree via `flags`
+                raise TrainingInterrupted(step, checkpoint(step))
+            due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total
+            if due and not guard.strikes:  # never checkpoint a run that may be exploding
+                checkpoint(step)
+
+    # -- 6. the LoRA file(s) ---------------------------------------------------------------------
+    final_ckpt = checkpoint(step)
+    written: list[Path] = []
+    if main:
+        from fakestudio.train.export import save_lora
+
+        for form, path in outputs:
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            try:
+                save_lora(Path(path).expanduser(), **lora_file_kwargs(step, form))
+            except OSError as e:
+                for p in written:
+                    p.unlink(missing_ok=True)
+                raise UserError(
+                    f"{path}: cannot write the LoRA ({e.strerror or e}); nothing was written. "
+                    f"The trained weights are in {final_ckpt}: free space and run again with --resume"
+                ) from None
+            written.append(Path(path).expanduser())
+    accelerator.wait_for_everyone()
+    result = TrainResult(
+        outputs=written,
+        steps=step,
+        loss=guard.mean,
+        checkpoint=final_ckpt,
+        samples=samples,
+        seconds=time.perf_counter() - started,
+        resumed_from=resumed_from,
+        header=header(step),
+    )
+    accelerator.end_training()
+    return result
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+class LossGuard:
+    """Stops on a NaN/inf loss, or a loss above `factor` x its running mean `patience` times
+    in a row (after 10 steps of history). The running mean ignores the suspect steps."""
+
+    def __init__(self, factor: float, patience: int):
+        self.factor, self.patience = factor, patience
+        self.mean: float | None = None
+        self.seen = 0
+        self.strikes = 0
+
+    def check(self, loss: float) -> str | None:
+        if not math.isfinite(loss):
+            return f"the loss became {loss}"
+        if self.mean is not None and self.seen >= 10 and loss > self.factor * self.mean:
+            self.strikes += 1
+            if self.strikes >= self.patience:
+                return (
+                    f"the loss exploded ({loss:.4g}, over {self.factor:g}x its running mean "
+                    f"{self.mean:.4g} for {self.strikes} steps)"
+                )
+            return None
+        self.strikes = 0
+        self.mean = loss if self.mean is None else 0.9 * self.mean + 0.1 * loss
+        self.seen += 1
+        return None
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "seen": self.seen, "strikes": self.strikes}
+
+    def load(self, d: dict) -> None:
+        self.mean, self.seen, self.strikes = d.get("mean"), d.get("seen", 0), d.get("strikes", 0)
+
+
+def _last(ckpt: Path | None) -> str:
+    return (
+        f"; the last good checkpoint is {ckpt}"
+        if ckpt
+        else "; no checkpoint was saved yet (see --checkpoint-every)"
+    )
+
+
+def _accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a later run in this process may differ
+        AcceleratorState._reset_state(reset_partial_state=True)
+    if cfg.device not in (None, "cpu", "cuda"):
+        raise UserError(
+            f"--device {cfg.device!r}: use cpu or cuda (choose GPUs with CUDA_VISIBLE_DEVICES)"
+        )
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible to torch")
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()  # CPU-only: gloo under DDP
+    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu)
+
+
+def _check_writable(folder: Path) -> None:
+    """Prove `folder` can be made and written, without creating it yet."""
+    import tempfile
+
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{folder}: output folder is not writable ({e.strerror or e})") from None
+
+
+def _check_resumable(saved: dict, now: dict, where: Path) -> None:
+    for key, value in now.items():
+        if key in saved and saved[key] != value:
+            raise UserError(
+                f"--resume: {where} was trained with {key}={saved[key]!r}, this run has "
+                f"{value!r}; use the same settings, or start a new run in another --run-dir"
+            )
+
+
+@contextlib.contextmanager
+def _graceful_stop():
+    """The first Ctrl-C (or SIGTERM) asks the loop to checkpoint and stop after this step;
+    a second Ctrl-C interrupts at once."""
+    flag = {"requested": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["requested"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag["requested"] = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _preview(
+    cfg, pipe, data, base, ds, resolution, step, lora_kwargs, run_dir, accelerator
+) -> Path:
+    """Render the sample prompt with the LoRA as it is now; write it through the labeller,
+    beside the LoRA snapshot it was made with (so its manifest names a real file's hash)."""
+    from fakestudio.label.labeller import LabelOptions, write_labelled
+    from fakestudio.lora import sha256_file
+    from fakestudio.record import GenerationRecord, LoraRef
+    from fakestudio.schedulers import make_scheduler
+    from fakestudio.train.export import save_lora
+
+    folder = Path(run_dir) / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    snapshot = folder / f"step-{step:06d}.safetensors"
+    save_lora(snapshot, **lora_kwargs)
+    prompt = cfg.sample_prompt or ds.images[0].caption
+    record = GenerationRecord(
+        prompt=prompt,
+        negative_prompt="",
+        seed=cfg.sample_seed,
+        steps=cfg.sample_steps,
+        guidance=cfg.sample_guidance,
+        width=resolution,
+        height=resolution,
+        scheduler="euler",
+        base_model=base.name,
+        base_sha256=base.sha256,
+        loras=[LoraRef(snapshot.name, sha256_file(snapshot), 1.0, ds.token)],
+    )
+    if not isinstance(pipe.scheduler, type(make_scheduler("euler", pipe.scheduler.config))):
+        pipe.scheduler = make_scheduler("euler", pipe.scheduler.config)
+    unet = pipe.unet
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), accelerator.autocast():
+        unet.eval()
+        try:
+            embeds, pooled = data.text.encode([x[None] for x in data.text.ids(prompt)])
+            neg, neg_pooled = data.text.encode([x[None] for x in data.text.ids("")])
+            kwargs = dict(prompt_embeds=embeds, negative_prompt_embeds=neg)
+            if pooled is not None:
+                kwargs.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=neg_pooled)
+            image = pipe(
+                **kwargs,
+                num_inference_steps=record.steps,
+                guidance_scale=record.guidance,
+                width=resolution,
+                height=resolution,
+                generator=torch.Generator("cpu").manual_seed(record.seed),
+            ).images[0]
+        finally:
+            unet.train()
+    from detectors.watermarks import ours
+
+    stem = f"step-{step:06d}-{ours.payload_from_fingerprint(record.fingerprint())}"
+    return write_labelled(image, record, folder, stem, LabelOptions()).path
