@@ -54,15 +54,34 @@ def portrait(look, rng: np.random.Generator) -> Image.Image:
     gaze = rng.uniform(-4, 4)
     for side in (-1, 1):
         ex, ey = cx + side * fw * 0.42, cy + fh * 0.05
-        d.ellipse((ex - 14 * scale, ey - 8 * scale, ex + 14 * scale, ey + 8 * scale), fill=(245, 245, 240))
-        d.ellipse((ex - 6 * scale + gaze, ey - 6 * scale, ex + 6 * scale + gaze, ey + 6 * scale), fill=eye)
-        d.ellipse((ex - 2.5 * scale + gaze, ey - 2.5 * scale, ex + 2.5 * scale + gaze, ey + 2.5 * scale), fill=(10, 10, 10))
-        d.line((ex - 16 * scale, ey - 17 * scale, ex + 14 * scale, ey - 19 * scale), fill=hair, width=max(2, int(5 * scale)))
+        d.ellipse(
+            (ex - 14 * scale, ey - 8 * scale, ex + 14 * scale, ey + 8 * scale), fill=(245, 245, 240)
+        )
+        d.ellipse(
+            (ex - 6 * scale + gaze, ey - 6 * scale, ex + 6 * scale + gaze, ey + 6 * scale), fill=eye
+        )
+        d.ellipse(
+            (ex - 2.5 * scale + gaze, ey - 2.5 * scale, ex + 2.5 * scale + gaze, ey + 2.5 * scale),
+            fill=(10, 10, 10),
+        )
+        d.line(
+            (ex - 16 * scale, ey - 17 * scale, ex + 14 * scale, ey - 19 * scale),
+            fill=hair,
+            width=max(2, int(5 * scale)),
+        )
     shade = tuple(int(c * 0.8) for c in skin)
-    d.polygon([(cx, cy + fh * 0.1), (cx - 9 * scale, cy + fh * 0.42), (cx + 7 * scale, cy + fh * 0.44)], fill=shade)
+    d.polygon(
+        [(cx, cy + fh * 0.1), (cx - 9 * scale, cy + fh * 0.42), (cx + 7 * scale, cy + fh * 0.44)],
+        fill=shade,
+    )
     smile = rng.uniform(0.15, 0.5)
-    d.arc((cx - 26 * scale, cy + fh * 0.45, cx + 26 * scale, cy + fh * (0.62 + smile * 0.3)), 10, 170,
-          fill=(150, 50, 50), width=max(2, int(4 * scale)))
+    d.arc(
+        (cx - 26 * scale, cy + fh * 0.45, cx + 26 * scale, cy + fh * (0.62 + smile * 0.3)),
+        10,
+        170,
+        fill=(150, 50, 50),
+        width=max(2, int(4 * scale)),
+    )
     # light from one side, a little blur and sensor noise: photo-like statistics
     arr = np.asarray(img.filter(ImageFilter.GaussianBlur(1.2))).astype(np.float32)
     light = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(1.0, 1.2), SIZE)[None, :, None]

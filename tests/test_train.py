@@ -115,17 +115,8 @@ def trained(dataset, tmp_path_factory):
         dataset,
         "--out",
         out,
-        "--steps",
-        4,
-        "--lr",
-        "1e-2",
-        "--rank",
-        4,
-        "--alpha",
-        2,
-        "--format",
-        "both",
-        "--json",
+        *"--steps 4 --lr 1e-2 --rank 4 --alpha 2".split(),
+        *"--format both --json".split(),
     )
     return json.loads(res.stdout)
 
@@ -157,6 +148,7 @@ def test_train_writes_both_forms_with_our_header(trained):
     )
 
 
+@pytest.mark.filterwarnings("ignore:Already found a `peft_config`")  # two adapters, on purpose
 def test_both_forms_load_in_plain_diffusers(trained, tiny_folder):
     from diffusers import StableDiffusionPipeline
 
@@ -177,19 +169,8 @@ def test_both_forms_load_in_fakestudio_generate(trained, tmp_path):
     from detectors.c2pa import read_c2pa
 
     for path in trained["outputs"]:
-        res = run(
-            "generate",
-            "photo of ben0a man",
-            "--lora",
-            path,
-            "--steps",
-            1,
-            "--seed",
-            3,
-            "--out",
-            tmp_path,
-            "--json",
-        )
+        args = ["--lora", path, *"--steps 1 --seed 3 --json --out".split(), tmp_path]
+        res = run("generate", "photo of ben0a man", *args)
         image = json.loads(res.stdout)[0]["path"]
         loras = read_c2pa(image).generation["loras"]
         assert loras[0]["trigger"] == TOKEN
@@ -214,27 +195,11 @@ def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, tiny_folder):
     """20 steps straight == 10 steps, Ctrl-C, --resume for the other 10: identical weights."""
     from fakestudio.commands import train as cmd
 
-    ds = make_dataset(tmp_path / "ds", sizes=[(256, 256)] * 4 + [(192, 320)] * 2)
-    common = [
-        "--steps",
-        20,
-        "--batch-size",
-        2,
-        "--lr",
-        "1e-3",
-        "--lr-scheduler",
-        "cosine",
-        "--warmup-steps",
-        3,
-        "--noise-offset",
-        0.05,
-        "--min-snr-gamma",
-        5,
-        "--caption-dropout",
-        0.3,
-        "--seed",
-        7,
-    ]
+    ds = make_dataset(tmp_path / "ds", sizes=[(256, 256)] * 3 + [(192, 320)] * 2)
+    common = (
+        "--steps 20 --batch-size 2 --lr 1e-3 --lr-scheduler cosine --warmup-steps 3 "
+        "--noise-offset 0.05 --min-snr-gamma 5 --caption-dropout 0.3 --seed 7"
+    ).split()
     straight = tmp_path / "a" / "x.safetensors"
     run("train", ds, "--out", straight, *common)
 
@@ -280,22 +245,9 @@ def test_previews_are_labelled(tmp_path, dataset):
     from detectors.watermarks import ours
 
     out = tmp_path / "x.safetensors"
-    res = run(
-        "train",
-        dataset,
-        "--out",
-        out,
-        "--steps",
-        2,
-        "--sample-every",
-        2,
-        "--lr",
-        "1e-2",
-        "--sample-prompt",
-        "photo of ben0a man on a beach",
-        "--gradient-checkpointing",
-        "--json",
-    )
+    flags = "--steps 2 --sample-every 2 --lr 1e-2 --gradient-checkpointing --json".split()
+    prompt = ["--sample-prompt", "photo of ben0a man on a beach"]
+    res = run("train", dataset, "--out", out, *flags, *prompt)
     (png,) = json.loads(res.stdout)["samples"]
     png = Path(png)
     assert png.parent == tmp_path / "x-training" / "samples" and png.suffix == ".png"
@@ -330,6 +282,15 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, dataset, mo
     assert not out.exists()
     ckpts = sorted(p.name for p in (tmp_path / "x-training" / "checkpoints").iterdir())
     assert ckpts == ["step-000002"]
+
+
+def test_out_of_memory_says_what_to_try(tmp_path, dataset, monkeypatch):
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch.nn.functional, "mse_loss", oom)
+    res = run("train", dataset, "--out", tmp_path / "x.safetensors", "--steps", 2, code=2)
+    user_error(res, "out of GPU memory at batch 1 x 256x256", "--gradient-checkpointing")
 
 
 def test_loss_guard_catches_explosions_not_noise():
@@ -563,24 +524,8 @@ def test_sdxl_with_text_encoders_and_prior_preservation(tmp_path, dataset):
     for i in range(2):
         Image.fromarray(np.full((300, 280, 3), 60 * i + 30, np.uint8)).save(cls / f"{i}.png")
     out = tmp_path / "xl.safetensors"
-    res = run(
-        "train",
-        dataset,
-        "--out",
-        out,
-        "--base",
-        xl,
-        "--steps",
-        2,
-        "--lr",
-        "1e-2",
-        "--train-text-encoder",
-        "--class-images",
-        cls,
-        "--format",
-        "kohya",
-        "--json",
-    )
+    flags = "--steps 2 --lr 1e-2 --train-text-encoder --format kohya --json".split()
+    res = run("train", dataset, "--out", out, "--base", xl, "--class-images", cls, *flags)
     h = json.loads(res.stdout)["header"]
     assert h["base_family"] == "sdxl" and h["prior_preservation"] and h["train_text_encoder"]
     keys = tensors(out).keys()
@@ -609,36 +554,11 @@ def test_accelerate_launch_two_processes(tmp_path, dataset, trained, fs_home):
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),
     }
-    cmd = [
-        str(launcher),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(29500 + os.getpid() % 1000),
-        "-m",
-        "fakestudio",
-        "train",
-        str(dataset),
-        "--out",
-        str(out),
-        "--steps",
-        "3",
-        "--rank",
-        "4",
-        "--alpha",
-        "2",
-        "--device",
-        "cpu",
-        "--json",
-    ]
+    port = str(29500 + os.getpid() % 1000)
+    launch = "launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no "
+    launch += f"--dynamo_backend no --main_process_port {port} -m fakestudio train"
+    flags = "--steps 3 --rank 4 --alpha 2 --device cpu --json".split()
+    cmd = [str(launcher), *launch.split(), str(dataset), "--out", str(out), *flags]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     if proc.returncode and "gloo" in proc.stderr.lower() and "error" in proc.stderr.lower():
         pytest.skip(f"no gloo process group here: {proc.stderr.strip().splitlines()[-1]}")

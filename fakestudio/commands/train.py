@@ -270,10 +270,14 @@ class _progress:
             transient=False,
         )
         self.bar.__enter__()
-        self.task = self.bar.add_task("training", total=None, loss="-", lr="-")
+        self.task = None
         return self._bar
 
     def _bar(self, info) -> None:
+        if self.task is None:  # created at the first step: elapsed and ETA count steps only
+            self.task = self.bar.add_task(
+                "training", total=info.total, completed=info.first_step, loss="-", lr="-"
+            )
         self.bar.update(
             self.task,
             completed=info.step,

@@ -69,7 +69,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     cache_latents: bool = True
     cache_text: bool = True  # only when the text encoder is not trained
-    channels_last: bool = True  # NHWC UNet activations: a few % on CPU, more on tensor cores
+    channels_last: bool | None = None  # None: on CUDA (tensor cores); on CPU it only costs memory
     compile: bool = False  # torch.compile the UNet (first steps are slow)
     device: str | None = None  # None: what accelerate picks (CUDA when present); "cpu" forces it
     # checkpoints and previews

@@ -186,7 +186,7 @@ def train(
         unet.enable_gradient_checkpointing()
     if device.type == "cuda":  # TF32 matmuls on Ampere+: fp32 range, ~3x the throughput
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    channels_last = cfg.channels_last
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     if channels_last:
         unet.to(memory_format=torch.channels_last)
     noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -468,8 +468,11 @@ def train(
                 batch = micro_batch(step, k)
                 sync = k == cfg.grad_accum - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(unet_fwd):
-                    loss = loss_of(batch) / cfg.grad_accum
-                    accelerator.backward(loss)
+                    try:
+                        loss = loss_of(batch) / cfg.grad_accum
+                        accelerator.backward(loss)
+                    except torch.OutOfMemoryError:
+                        raise UserError(_out_of_memory(cfg, batch, last_ckpt)) from None
                 running += loss.detach().float()
             flags = torch.stack(
                 [running.reshape(()), torch.tensor(float(stop["requested"]), device=device)]
@@ -589,6 +592,22 @@ def _last(ckpt: Path | None) -> str:
     )
 
 
+def _out_of_memory(cfg: TrainConfig, batch, ckpt: Path | None) -> str:
+    w, h = batch.size
+    tips = [
+        f"--batch-size {max(1, cfg.batch_size // 2)}" if cfg.batch_size > 1 else None,
+        None if cfg.gradient_checkpointing else "--gradient-checkpointing",
+        "--mixed-precision bf16 (or fp16)" if cfg.mixed_precision == "no" else None,
+        None if cfg.cache_latents and cfg.cache_text else "--cache",
+    ]
+    tips = [t for t in tips if t]
+    return (
+        f"out of GPU memory at batch {batch.latents.shape[0]} x {w}x{h} px"
+        + (f"; try {', '.join(tips)}" if tips else "; try a smaller --resolution or --rank")
+        + (f"; the last checkpoint is {ckpt} (--resume keeps it)" if ckpt else "")
+    )
+
+
 def _accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -634,16 +653,19 @@ def _check_resumable(saved: dict, now: dict, where: Path) -> None:
 @contextlib.contextmanager
 def _graceful_stop():
     """The first Ctrl-C (or SIGTERM) asks the loop to checkpoint and stop after this step;
-    a second Ctrl-C interrupts at once."""
-    flag = {"requested": False}
+    a second Ctrl-C interrupts at once. Under `accelerate launch` a worker gets the terminal's
+    SIGINT and then its launcher's copy: a repeat within 2 s counts as the same press."""
+    flag = {"requested": False, "at": 0.0}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):
-        if flag["requested"] and signum == signal.SIGINT:
+        now = time.monotonic()
+        if flag["requested"] and signum == signal.SIGINT and now - flag["at"] > 2.0:
             raise KeyboardInterrupt
-        flag["requested"] = True
+        if not flag["requested"]:
+            flag["requested"], flag["at"] = True, now
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
