@@ -19,6 +19,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    # each person's LoRA is a second adapter on the same model, on purpose
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
     import diffusers.utils.logging as dlog
     import transformers.utils.logging as tlog
 
