@@ -1,10 +1,12 @@
-"""Time per encounter image (regional, one batched UNet call per step) vs a plain
-single-prompt generation of the same size and steps, measured in the same run.
+"""Time per encounter image (regional composition, default tiles) vs a plain single-prompt
+generation (one LoRA) of the same size and steps, measured in the same run.
 
-Also times the unbatched reference (three separate per-region passes per step), to show
-what batching buys on this device. Target (issue 5): encounter / plain under 2x.
+Also times `--context full` (every region on the whole picture, one batched call of six
+samples per step) and the unbatched reference (three separate whole-picture passes per
+step), to show what tiling and batching each buy on this device.
+Target (issue 5): encounter / plain under 2x.
 
-    .venv/bin/python bench/encounter.py [--base tiny] [--steps 20] [--size 256] [--repeat 3]
+    .venv/bin/python bench/encounter.py [--base tiny] [--steps 20] [--size 256 512] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="tiny")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--size", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
@@ -32,10 +34,8 @@ def main() -> None:
 
     import torch
 
-    from fakestudio.encounter import BASE, Person, load_people, region_masks, regional_render
-    from fakestudio.generate import render
+    from fakestudio.encounter import BASE, Person, load_people
     from fakestudio.models import load_base
-    from fakestudio.record import GenerationRecord
     from tests.builders import make_lora
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -44,9 +44,25 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     loras = [make_lora(pipe, tmp / f"p{i}.safetensors", seed=i) for i in range(2)]
     load_people(pipe, [Person(p) for p in loras])
-    masks = region_masks("left-right", args.size, args.size, 0.04)
     prompts = ["a scene", "photo of aaa1 man, a scene", "photo of bbb2 woman, a scene"]
     adapters = [BASE, "lora0", "lora1"]
+    factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    print(f"device {device}, base {base.name}, {args.steps} steps, median of {args.repeat}")
+    ratios = {}
+    for size in args.size:
+        ratios[size] = bench_size(pipe, base, size, prompts, adapters, factor, args, device)
+    for size, ratio in ratios.items():
+        print(f"encounter / plain at {size}px: {ratio:.2f}x (target < 2x)")
+
+
+def bench_size(pipe, base, size, prompts, adapters, factor, args, device) -> float:
+    import torch
+
+    from fakestudio.encounter import DEFAULT_CONTEXT, plan_tiles, region_masks, regional_render
+    from fakestudio.generate import render
+    from fakestudio.record import GenerationRecord
+
+    masks = region_masks("left-right", size, size, 0.04)
 
     def rec(seed):
         return GenerationRecord(
@@ -55,8 +71,8 @@ def main() -> None:
             seed=seed,
             steps=args.steps,
             guidance=7.0,
-            width=args.size,
-            height=args.size,
+            width=size,
+            height=size,
             scheduler="euler",
             base_model=base.name,
             base_sha256=base.sha256,
@@ -70,16 +86,18 @@ def main() -> None:
         pipe.set_adapters(["lora0"])
         render(pipe, rec(seed))
 
-    def regional(seed, batched=True):
-        regional_render(pipe, rec(seed), prompts, adapters, masks, batched=batched)
+    def regional(seed, batched=True, context=DEFAULT_CONTEXT):
+        regional_render(pipe, rec(seed), prompts, adapters, masks, batched=batched, context=context)
 
-    runs = {"plain": [], "encounter (batched)": [], "per-region passes": []}
+    cases = {
+        "plain": plain,
+        "encounter": regional,
+        "encounter, context full": lambda s: regional(s, context=None),
+        "3 whole-picture passes": lambda s: regional(s, batched=False, context=None),
+    }
+    runs = {k: [] for k in cases}
     for i in range(args.repeat + 1):  # first round warms up
-        for name, fn in (
-            ("plain", plain),
-            ("encounter (batched)", regional),
-            ("per-region passes", lambda s: regional(s, batched=False)),
-        ):
+        for name, fn in cases.items():
             sync()
             t = time.perf_counter()
             fn(i)
@@ -87,14 +105,15 @@ def main() -> None:
             if i:
                 runs[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in runs.items()}
+    tiles, _ = plan_tiles(masks, factor, DEFAULT_CONTEXT)
+    area = sum(t.size[0] * t.size[1] for t in tiles if t) / (masks.shape[1] * masks.shape[2])
     print(
-        f"device {device}, base {base.name}, {args.size}px, {args.steps} steps, median of {args.repeat}"
+        f"{size}px: tiles {[t.size for t in tiles if t]} (latent px) "
+        f"= {area:.2f} pictures of UNet work per guidance branch (plain: 1)"
     )
     for k, v in med.items():
-        print(f"  {k:22s}: {v:7.3f} s/image  ({v / med['plain']:.2f}x plain)")
-    print(
-        f"encounter / plain ratio: {med['encounter (batched)'] / med['plain']:.2f}x (target < 2x)"
-    )
+        print(f"  {k:24s}: {v:7.3f} s/image  ({v / med['plain']:.2f}x plain)")
+    return med["encounter"] / med["plain"]
 
 
 if __name__ == "__main__":

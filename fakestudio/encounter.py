@@ -2,15 +2,20 @@
 
 A plain weighted merge of two identity LoRAs (what Automatic1111 does with two `<lora:...>`
 tags) adds both deltas to every layer for every pixel, so both faces drift toward a blend.
-Here each denoising step runs the UNet on one batch of six samples:
+Here the picture has three regions, background (no adapter), person A (adapter A) and person B
+(adapter B), each with its own prompt. At every denoising step each region's UNet pass runs
+on its own tile of the latents, the region plus a little context around it, with
+classifier-free guidance per region, and the noise predictions are blended with feathered
+region masks (MultiDiffusion / Mixture of Diffusers / Regional Prompter "latent mode"):
 
-    [uncond, cond] x [background (no adapter), person A (adapter A), person B (adapter B)]
+    [uncond, cond] x [person A tile (adapter A), person B tile (adapter B)]   one UNet call
+    [uncond, cond] x [background tile (no adapter)]                             one UNet call
 
-using peft's per-sample `adapter_names` (one UNet call per step), applies classifier-free
-guidance per region, and blends the three noise predictions with feathered region masks
-(MultiDiffusion / Regional Prompter "latent mode"). The background prompt is the scene; each
-person's prompt is "<trigger> <class word>, <scene>". `--merge` gives the naive merge for
-comparison.
+Tiles of the same size share one batched UNet call with peft's per-sample `adapter_names`.
+The two person tiles are always made the same size, so the people are one call per step and
+the background, a strip at the top in the default layout, a second, small one.
+`context="full"` runs every region on the whole picture (all six samples in one call, about
+three plain generations of compute). `--merge` gives the naive merge for comparison.
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ from fakestudio.record import GenerationRecord, LoraRef
 from fakestudio.schedulers import canonical
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
-# default left/right layout: two tall boxes with a strip of background around them
-LEFT_RIGHT = ((0.02, 0.08, 0.49, 1.0), (0.51, 0.08, 0.98, 1.0))
+# default left/right layout: the two halves below a strip of background (the scene's top)
+LEFT_RIGHT = ((0.0, 0.08, 0.5, 1.0), (0.5, 0.08, 1.0, 1.0))
+# how far beyond its region each pass sees (fraction of the picture); "full": whole picture
+DEFAULT_CONTEXT = 0.0
+TILE_THRESHOLD = 0.01  # mask weight below this is outside a region's tile
 
 
 @dataclass
@@ -66,6 +74,7 @@ class EncounterConfig:
         "left-right"  # "left-right", "x0,y0,x1,y1;x0,y0,x1,y1" (fractions), or a mask image
     )
     feather: float = 0.04  # mask blur, as a fraction of the image width
+    context: float | None = DEFAULT_CONTEXT  # None: every region sees the whole picture
     merge: bool = False  # naive weighted merge instead of regions (for comparison)
     fmt: str = "png"
     badge: bool = False
@@ -152,6 +161,102 @@ def region_masks(
     return np.concatenate([background[None], soft]).astype(np.float32)
 
 
+def parse_context(value: str | None) -> float | None:
+    """`--context`: a fraction of the picture (0-1), or "full" (None); not given: the default."""
+    if value is None:
+        return DEFAULT_CONTEXT
+    if value.strip().lower() == "full":
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v <= 1:
+        raise UserError(f"--context {value!r}: give a fraction between 0 and 1, or 'full'")
+    return v
+
+
+@dataclass(frozen=True)
+class Tile:
+    """The part of the latents one region's UNet pass runs on, in latent pixels."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+
+def _span(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
+    """A window of `size` centred on [lo, hi), kept inside [0, limit)."""
+    start = min(max((lo + hi - size) // 2, 0), limit - size)
+    return start, start + size
+
+
+def plan_tiles(
+    masks: np.ndarray, factor: int, context: float | None = DEFAULT_CONTEXT
+) -> tuple[list[Tile | None], np.ndarray]:
+    """Where each region's pass runs, and the masks restricted to those tiles.
+
+    A region's tile is the box around its mask (weights >= TILE_THRESHOLD) grown by `context`
+    (a fraction of the picture) on each side and rounded up to a multiple of the UNet's
+    downsampling `factor`. The people's tiles (regions 1..) get one common size, so they batch
+    into one UNet call. Weights outside a region's tile are dropped and the masks renormalised,
+    so they still sum to 1 everywhere. A region with no weight at all gets no tile (no pass).
+    `context=None`: every region runs on the whole picture, masks unchanged.
+    """
+    _, h, w = masks.shape
+    if context is None:
+        return [Tile(0, 0, h, w) if m.max() > 0 else None for m in masks], masks
+    boxes: list[tuple[int, int, int, int] | None] = []
+    for m in masks:
+        ys, xs = np.nonzero(m >= TILE_THRESHOLD)
+        if len(ys) == 0:
+            boxes.append(None)
+            continue
+        my, mx = int(np.ceil(context * h)), int(np.ceil(context * w))
+        boxes.append(
+            (
+                max(int(ys.min()) - my, 0),
+                max(int(xs.min()) - mx, 0),
+                min(int(ys.max()) + 1 + my, h),
+                min(int(xs.max()) + 1 + mx, w),
+            )
+        )
+
+    def rounded(n: int, limit: int) -> int:
+        n = max(n, min(2 * factor, limit))
+        return min(-(-n // factor) * factor, limit)
+
+    people = [b for b in boxes[1:] if b is not None]
+    common = (
+        (max(b[2] - b[0] for b in people), max(b[3] - b[1] for b in people)) if people else None
+    )
+    tiles: list[Tile | None] = []
+    for r, b in enumerate(boxes):
+        if b is None:
+            tiles.append(None)
+            continue
+        th, tw = common if r > 0 else (b[2] - b[0], b[3] - b[1])
+        y0, y1 = _span(b[0], b[2], rounded(th, h), h)
+        x0, x1 = _span(b[1], b[3], rounded(tw, w), w)
+        tiles.append(Tile(y0, x0, y1, x1))
+    kept = np.zeros_like(masks)
+    for r, tile in enumerate(tiles):
+        if tile is not None:
+            kept[r][tile.slices] = masks[r][tile.slices]
+    total = kept.sum(0, keepdims=True)
+    assert total.min() > 0, "tiles must cover the picture"
+    return tiles, (kept / total).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 # Mixed-adapter batches
 
@@ -182,12 +287,10 @@ class Conditioning:
     """Per-region text conditioning, stacked [uncond x regions, cond x regions]."""
 
     embeds: object  # tensor (2R, tokens, dim)
-    added: dict | None  # SDXL: {"text_embeds": (2R, d), "time_ids": (2R, 6)}
+    pooled: object | None  # SDXL: tensor (2R, d)
 
 
-def encode_regions(
-    pipe, prompts: list[str], adapters: list[str], negative: str, device, width, height
-) -> Conditioning:
+def encode_regions(pipe, prompts: list[str], adapters: list[str], negative: str, device):
     """Encode each region's prompt with that region's text-encoder adapter (if it has one)."""
     import torch
 
@@ -209,19 +312,8 @@ def encode_regions(
             c, u = pipe.encode_prompt(prompt, device, 1, True, negative_prompt=negative or None)
         conds.append(c)
         unconds.append(u)
-    embeds = torch.cat(unconds + conds)
-    added = None
-    if is_xl:
-        pooled = torch.cat(pooled_u + pooled_c)
-        time_ids = pipe._get_add_time_ids(
-            (height, width),
-            (0, 0),
-            (height, width),
-            dtype=embeds.dtype,
-            text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim,
-        ).to(device)
-        added = {"text_embeds": pooled, "time_ids": time_ids.repeat(embeds.shape[0], 1)}
-    return Conditioning(embeds, added)
+    pooled = torch.cat(pooled_u + pooled_c) if is_xl else None
+    return Conditioning(torch.cat(unconds + conds), pooled)
 
 
 def _activate(pipe, adapter: str) -> None:
@@ -234,42 +326,83 @@ def _activate(pipe, adapter: str) -> None:
         pipe.set_adapters([adapter], adapter_weights=[weights.get(adapter, 1.0)])
 
 
-def regional_noise(
-    pipe,
-    latents,
-    t,
-    cond: Conditioning,
-    adapters: list[str],
-    masks,
-    guidance: float,
-    batched: bool = True,
-):
-    """One step's blended noise prediction. batched=False runs one UNet pass per region (reference)."""
+@dataclass
+class RegionPlan:
+    """What runs where: each region's adapter, tile and (tile-restricted) blend mask."""
+
+    adapters: list[str]
+    tiles: list[Tile | None]
+    masks: object  # tensor (R, h, w), sums to 1 at every position
+    time_ids: object | None = None  # SDXL: tensor (R, 6), each tile's size and crop position
+
+    def groups(self, batched: bool = True) -> list[list[int]]:
+        """Regions that share a UNet call: same tile size when batched, else one each."""
+        live = [r for r, tile in enumerate(self.tiles) if tile is not None]
+        if not batched:
+            return [[r] for r in live]
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for r in live:
+            by_size.setdefault(self.tiles[r].size, []).append(r)
+        return list(by_size.values())
+
+
+def plan_regions(
+    pipe, adapters: list[str], masks: np.ndarray, width: int, height: int, context, device, dtype
+) -> RegionPlan:
     import torch
 
-    regions = len(adapters)
-    if batched:
-        x = pipe.scheduler.scale_model_input(latents.repeat(2 * regions, 1, 1, 1), t)
-        with adapter_batch(pipe.unet, adapters + adapters):
-            eps = pipe.unet(
-                x, t, encoder_hidden_states=cond.embeds, added_cond_kwargs=cond.added
-            ).sample
-        eps_u, eps_c = eps[:regions], eps[regions:]
-    else:
-        eps_u, eps_c = [], []
-        for r, adapter in enumerate(adapters):
-            _activate(pipe, adapter)
-            idx = [r, regions + r]
-            added = None if cond.added is None else {k: v[idx] for k, v in cond.added.items()}
-            x = pipe.scheduler.scale_model_input(latents.repeat(2, 1, 1, 1), t)
-            e = pipe.unet(
-                x, t, encoder_hidden_states=cond.embeds[idx], added_cond_kwargs=added
-            ).sample
-            eps_u.append(e[:1])
-            eps_c.append(e[1:])
-        eps_u, eps_c = torch.cat(eps_u), torch.cat(eps_c)
-    per_region = eps_u + guidance * (eps_c - eps_u)  # (R, 4, h, w)
-    return (per_region * masks[:, None]).sum(0, keepdim=True)
+    factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    tiles, kept = plan_tiles(masks, factor, context)
+    time_ids = None
+    if hasattr(pipe, "text_encoder_2"):
+        # SDXL micro-conditioning: a tile is a crop of the picture, as in SDXL's training
+        rows = [
+            pipe._get_add_time_ids(
+                (height, width),
+                (8 * tile.y0, 8 * tile.x0) if tile else (0, 0),
+                (8 * tile.size[0], 8 * tile.size[1]) if tile else (height, width),
+                dtype=dtype,
+                text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim,
+            )
+            for tile in tiles
+        ]
+        time_ids = torch.cat(rows).to(device)
+    return RegionPlan(
+        adapters, tiles, torch.from_numpy(kept).to(device=device, dtype=dtype), time_ids
+    )
+
+
+def regional_noise(pipe, latents, t, cond: Conditioning, plan: RegionPlan, guidance, batched=True):
+    """One step's blended noise prediction.
+
+    batched=True: one UNet call per tile size, peft's per-sample adapters in the batch.
+    batched=False: one plain UNet pass per region (the reference the batched call must equal).
+    """
+    import torch
+
+    regions = len(plan.adapters)
+    x = pipe.scheduler.scale_model_input(latents, t)
+    out = torch.zeros_like(latents)
+    for group in plan.groups(batched):
+        rows = group + [regions + r for r in group]  # uncond rows, then cond rows
+        tiles = [plan.tiles[r] for r in group]
+        crops = torch.cat([x[(..., *tile.slices)] for tile in tiles])
+        added = None
+        if cond.pooled is not None:
+            added = {"text_embeds": cond.pooled[rows], "time_ids": plan.time_ids[group + group]}
+        kwargs = dict(encoder_hidden_states=cond.embeds[rows], added_cond_kwargs=added)
+        if batched:
+            names = [plan.adapters[r] for r in group] * 2
+            with adapter_batch(pipe.unet, names):
+                eps = pipe.unet(crops.repeat(2, 1, 1, 1), t, **kwargs).sample
+        else:
+            _activate(pipe, plan.adapters[group[0]])
+            eps = pipe.unet(crops.repeat(2, 1, 1, 1), t, **kwargs).sample
+        k = len(group)
+        guided = eps[:k] + guidance * (eps[k:] - eps[:k])
+        for i, (r, tile) in enumerate(zip(group, tiles, strict=True)):
+            out[(..., *tile.slices)] += plan.masks[r][tile.slices] * guided[i]
+    return out
 
 
 def regional_render(
@@ -281,6 +414,7 @@ def regional_render(
     step_end: Callable[[], None] | None = None,
     batched: bool = True,
     output_type: str = "pil",
+    context: float | None = DEFAULT_CONTEXT,
 ):
     """Denoise one picture with regional prompts/adapters; a PIL image (or float array, "np")."""
     import torch
@@ -288,11 +422,9 @@ def regional_render(
     device = pipe.unet.device
     dtype = pipe.unet.dtype
     generator = torch.Generator("cpu").manual_seed(record.seed)
-    cond = encode_regions(
-        pipe, prompts, adapters, record.negative_prompt, device, record.width, record.height
-    )
+    cond = encode_regions(pipe, prompts, adapters, record.negative_prompt, device)
     pipe.enable_lora()
-    m = torch.from_numpy(masks).to(device=device, dtype=dtype)
+    plan = plan_regions(pipe, adapters, masks, record.width, record.height, context, device, dtype)
     pipe.scheduler.set_timesteps(record.steps, device=device)
     shape = (1, pipe.unet.config.in_channels, record.height // 8, record.width // 8)
     latents = (
@@ -301,9 +433,7 @@ def regional_render(
     )
     with torch.no_grad():
         for t in pipe.scheduler.timesteps:
-            eps = regional_noise(
-                pipe, latents, t, cond, adapters, m, record.guidance, batched=batched
-            )
+            eps = regional_noise(pipe, latents, t, cond, plan, record.guidance, batched=batched)
             latents = pipe.scheduler.step(eps, t, latents, generator=generator).prev_sample
             if step_end:
                 step_end()
@@ -393,6 +523,7 @@ def encounter(
             else {"kind": "mask", "file": Path(spec).name}
         )
         composition["feather"] = cfg.feather
+        composition["context"] = "full" if cfg.context is None else cfg.context
         masks = region_masks(cfg.layout, width, height, cfg.feather, len(persons))
         prompts = [cfg.scene] + [person_prompt(p, cfg.scene) for p in persons]
         adapters = [BASE, *names]
@@ -433,7 +564,9 @@ def encounter(
         if cfg.merge:
             image = render(pipe, record, tick)
         else:
-            image = regional_render(pipe, record, prompts, adapters, masks, tick)
+            image = regional_render(
+                pipe, record, prompts, adapters, masks, tick, context=cfg.context
+            )
         stem = f"encounter-{record.seed}-{i:02d}-{'merge' if cfg.merge else 'regional'}"
         written.append(write_labelled(image, record, out_dir, stem, opts))
     return written

@@ -40,6 +40,14 @@ import click
     help="Softness of the region edges, as a fraction of the width.",
 )
 @click.option(
+    "--context",
+    default=None,
+    metavar="FRACTION|full",
+    help="How far past its region (and its feathered edge) each region's pass sees, as a "
+    "fraction of the picture [default: 0]; 'full' runs every region on the whole picture "
+    "(about 3x the work of a plain generation).",
+)
+@click.option(
     "--merge",
     is_flag=True,
     help="Naive weighted merge of both LoRAs (what A1111 does), for comparison.",
@@ -75,6 +83,7 @@ def encounter(
     out,
     layout,
     feather,
+    context,
     merge,
     n,
     seed,
@@ -96,14 +105,15 @@ def encounter(
     """Generate a fictitious encounter of two people, each from their own LoRA.
 
     Each person's LoRA and prompt act only in their own region; the background has neither
-    (regional composition, one batched UNet call per step). The manifest lists both LoRAs
-    and the layout. Likeness and publicity laws apply to whoever makes and shares this.
+    (regional composition: each region's pass runs on its own tile of the picture, both people
+    in one batched UNet call per step). The manifest lists both LoRAs and the layout.
+    Likeness and publicity laws apply to whoever makes and shares this.
 
     \b
     fakestudio encounter --person ben0a.safetensors --person celeb.safetensors \\
         --scene "shaking hands at a tech conference, photo" --out out/
     """
-    from fakestudio.encounter import EncounterConfig, check_config, parse_person
+    from fakestudio.encounter import EncounterConfig, check_config, parse_context, parse_person
     from fakestudio.encounter import encounter as run
     from fakestudio.progress import step_progress
 
@@ -122,6 +132,7 @@ def encounter(
         base=base,
         layout=layout,
         feather=feather,
+        context=parse_context(context),
         merge=merge,
         fmt=fmt,
         badge=badge,
