@@ -236,6 +236,8 @@ def labelled(tmp_path_factory):
     Image.fromarray(rgb).save(copies / "q75.jpg", quality=75)
     Image.fromarray(rgb).resize((256, 192), Image.Resampling.LANCZOS).save(copies / "half.png")
     Image.fromarray(rgb).resize((384, 288), Image.Resampling.BICUBIC).save(copies / "r075.png")
+    up = Image.fromarray(rgb).resize((256, 192), Image.Resampling.LANCZOS)
+    up.save(copies / "upload.jpg", quality=75)  # 4:2:0 chroma: too weak to decode blind
     edit_one_pixel_keep_manifest(w.path, copies / "edited.png")
     return {"written": w, "ledger": ledger, "copies": copies}
 
@@ -409,6 +411,7 @@ def test_labelled_output_is_trusted_with_the_local_ca(labelled):
         ("q75.jpg", "watermark-payload"),
         ("half.png", "phash+watermark"),  # 256x192: too small to decode as is
         ("r075.png", "phash+watermark"),  # 0.75: the block grid only lines up again resized back
+        ("upload.jpg", "phash+watermark"),  # 0.5 + JPEG 75: only the known payload still agrees
     ],
 )
 def test_stripped_copies_recover_provenance(labelled, name, how):
@@ -423,7 +426,20 @@ def test_stripped_copies_recover_provenance(labelled, name, how):
     assert prov["generator"].startswith("fakestudio") and entry["created"]
     assert prov["prompt"] is None  # not recorded: never recovered either
     assert rep["verdict"]["exit_code"] == 0
+    if how == "phash+watermark":
+        (cand,) = rep["ledger"]["candidates"]
+        assert cand["confirmed"] and cand["agreeing_bits"] >= 53 and cand["p_value"] <= 1e-6
     assert_honest(rep)
+
+
+def test_upload_copy_is_beyond_blind_decoding(labelled):
+    """The upload case is the one the known-payload match is for: blind decoding fails."""
+    from detectors.watermarks import ours
+
+    rgb = np.asarray(Image.open(labelled["copies"] / "upload.jpg").convert("RGB"))
+    back = np.asarray(Image.fromarray(rgb).resize((512, 384), Image.Resampling.BICUBIC))
+    assert not ours.decode(back).found
+    assert ours.match(back, labelled["written"].payload, tries=2).found
 
 
 def test_stripped_copy_without_ledger_is_ai_watermark(labelled):

@@ -278,6 +278,46 @@ def test_round_trips_on_fixture_photos():
             assert r.found and r.payload == PAYLOAD, (name, r.details)
 
 
+def upload(a: np.ndarray, scale: float, quality: int) -> np.ndarray:
+    """A platform's upload: downscale, JPEG with Pillow's 4:2:0 chroma, no metadata."""
+    h, w = a.shape[:2]
+    small = Image.fromarray(a).resize((round(w * scale), round(h * scale)), Image.LANCZOS)
+    return jpeg(np.asarray(small), quality)
+
+
+def test_known_payload_match_survives_uploads_blind_decoding_does_not():
+    found_blind = found_match = 0
+    photos = [square512(a) for a in fixture_photos().values() if min(a.shape[:2]) >= 256]
+    for i, a in enumerate(photos + [synthetic(s) for s in range(3)]):
+        payload = f"{i:02x}" * 5
+        copy = upload(ours.embed(a, payload), 0.5, 75)
+        found_blind += ours.decode(copy).found
+        r = ours.match(copy, payload, tries=6)
+        found_match += r.found
+        assert r.details["p_value"] == pytest.approx(
+            min(1, ours.agreement_p_value(r.details["agreeing_bits"]) * 2 * 6)
+        )
+    print(f"0.5x + JPEG 75: blind {found_blind}, known payload {found_match} of {i + 1}")
+    assert found_match >= found_blind + 3 and found_match >= 0.6 * (i + 1)
+
+
+def test_known_payload_match_has_no_false_positives():
+    rng = np.random.default_rng(7)
+    images = {name: square512(a) for name, a in fixture_photos().items() if min(a.shape[:2]) >= 256}
+    images |= {"noise": rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)}
+    images |= {"flat": np.full((512, 512, 3), 200, np.uint8), "synthetic": synthetic(9)}
+    images["other mark"] = ours.embed(synthetic(9), "00112233ff")
+    worst = 0
+    for name, a in images.items():
+        for a2 in (a, upload(a, 0.5, 85)):
+            for _ in range(40):  # random payloads: each must be told apart from this image
+                r = ours.match(a2, rng.bytes(5).hex())
+                assert not r.found, (name, r.details)
+                worst = max(worst, r.details["agreeing_bits"])
+    assert worst <= 48  # acceptance needs >= 52 with one try
+    assert ours.agreement_p_value(32) == pytest.approx(0.549, abs=1e-3)
+
+
 def test_small_images_refused():
     small = np.zeros((255, 255, 3), np.uint8)
     for fn in (

@@ -666,12 +666,23 @@ def render_talk(*, story: dict, comparison: Comparison, stages: list[dict]) -> s
         for k, v in c.hashes.items()
     ]
     last = stage_views[-1]["view"] if stage_views else sides[1]
+    lost = [
+        st["name"]
+        for st in stages
+        if (st["report"].get("verdict") or {}).get("outcome") == "no-provenance"
+    ]
+    lost_note = (
+        f" The copy {' and '.join(lost)} lost every label, the invisible watermark included: "
+        "watermarks survive some processing, not all."
+        if lost
+        else ""
+    )
     message = (
         "The fake on this page was made in minutes from a handful of photos. It carried every "
         f"label fakestudio can give it; after a simulated upload the verdict read: "
-        f"“{last['verdict'].get('headline', '')}”. Most generators add no label at all, and "
-        "every platform strips metadata. A picture without a label proves nothing, and your "
-        "eyes cannot tell: do not trust your eyes."
+        f"“{last['verdict'].get('headline', '')}”.{lost_note} Most generators add no label at "
+        "all, and every platform strips metadata. A picture without a label proves nothing, and "
+        "your eyes cannot tell: do not trust your eyes."
     )
     return (
         _env()

@@ -173,6 +173,13 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
         prov = e.get("provenance") or {}
         if prov:
             ll.append(_provenance_line(prov))
+        for cand in led.get("candidates") or []:
+            if cand.get("confirmed"):
+                ll.append(
+                    f"pHash distance {cand.get('phash_distance')}, watermark payload "
+                    f"{cand.get('agreeing_bits')}/64 bits ({cand.get('copy')}), "
+                    f"chance by luck {cand.get('p_value'):.0e}"
+                )
     elif led.get("checked"):
         ll.append(f"no match among {led.get('entries')} outputs")
     else:
@@ -180,7 +187,8 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
     for cand in led.get("candidates") or []:
         if not cand.get("confirmed"):
             ll.append(
-                f"candidate {cand.get('file_name')} (pHash distance {cand.get('phash_distance')}): not confirmed by its watermark"
+                f"candidate {cand.get('file_name')} (pHash distance {cand.get('phash_distance')}): "
+                f"not confirmed by its watermark ({cand.get('agreeing_bits')}/64 bits agree)"
             )
     out.append(("Ledger", ll))
 
