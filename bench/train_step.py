@@ -54,62 +54,37 @@ def build_model(folder: Path, full: bool) -> Path:
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from fakestudio.tiny import MAX_TOKENS, _byte_vocab
+    from fakestudio import tiny
 
     torch.manual_seed(0)
-    vocab, merges = _byte_vocab()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+    tokenizer = tiny.byte_tokenizer()
     if full:
         cfg = ROOT / "fakestudio" / "configs" / "sd15"
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(cfg / "unet"))
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(cfg / "vae"))
         te_cfg = CLIPTextConfig.from_pretrained(cfg / "text_encoder")
-        te_cfg.bos_token_id, te_cfg.eos_token_id = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
+        te_cfg.bos_token_id, te_cfg.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
         te_cfg.pad_token_id = te_cfg.eos_token_id
         text_encoder = CLIPTextModel(te_cfg)
-    else:
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(vocab),
-                hidden_size=256,
-                intermediate_size=512,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=MAX_TOKENS,
-                bos_token_id=vocab["<|startoftext|>"],
-                eos_token_id=vocab["<|endoftext|>"],
-                pad_token_id=vocab["<|endoftext|>"],
+    else:  # a small SD-architecture model: three blocks, attention in the top two
+        text_encoder = CLIPTextModel(CLIPTextConfig(**tiny.text_encoder_config(tokenizer, 256)))
+        unet = UNet2DConditionModel(
+            **tiny.unet_config(
+                layers_per_block=2,
+                block_out_channels=(64, 128, 256),
+                down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                cross_attention_dim=256,
+                attention_head_dim=(2, 4, 8),  # heads per block: 32 channels each (SD1.5: 40-160)
+                norm_num_groups=32,
             )
         )
-        unet = UNet2DConditionModel(
-            sample_size=32,
-            layers_per_block=2,
-            block_out_channels=(64, 128, 256),
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=256,
-            attention_head_dim=(2, 4, 8),  # = heads per block: 32 channels per head (SD1.5: 40-160)
-            norm_num_groups=32,
-        )
         vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(32, 64, 128, 128),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=32,
-            sample_size=256,
+            **tiny.vae_config(block_out_channels=(32, 64, 128, 128), norm_num_groups=32)
         )
-    scheduler = DDPMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        clip_sample=False,
-        steps_offset=1,
-    )
+    scheduler = DDPMScheduler(**tiny.SCHEDULE, clip_sample=False)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -679,15 +679,12 @@ def load_check_tokenizer(base: str = "tiny", tokenizer: str | Path | None = None
             )
         return from_dir(found), folder.name, None
     if base == "tiny":
-        from fakestudio.tiny import MAX_TOKENS, _byte_vocab, tiny_dir
+        from fakestudio.tiny import byte_tokenizer, tiny_dir
 
         found = pick(tiny_dir())
         if found is not None:
             return from_dir(found), "tiny", None
-        from transformers import CLIPTokenizer
-
-        vocab, merges = _byte_vocab()
-        return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS), "tiny", None
+        return byte_tokenizer(), "tiny", None
     path = Path(base).expanduser()
     if path.is_dir():
         found = pick(path)

@@ -75,6 +75,74 @@ def _byte_vocab() -> tuple[dict[str, int], list[str]]:
     return vocab, []
 
 
+def byte_tokenizer():
+    """The byte-level CLIP-format tokenizer (every byte a symbol, no merges)."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = _byte_vocab()
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+
+
+def text_encoder_config(tokenizer, hidden: int = 64, **overrides) -> dict:
+    """CLIPTextConfig arguments for a small text encoder that reads `byte_tokenizer()`."""
+    cfg = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        projection_dim=hidden,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return cfg | overrides
+
+
+def unet_config(**overrides) -> dict:
+    """UNet2DConditionModel arguments: two blocks, cross-attention in the low-resolution one."""
+    cfg = dict(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    return cfg | overrides
+
+
+def vae_config(**overrides) -> dict:
+    """AutoencoderKL arguments: four blocks, so it downsamples 8x like Stable Diffusion's."""
+    cfg = dict(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 32, 32),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=256,
+    )
+    return cfg | overrides
+
+
+# Stable Diffusion's noise schedule
+SCHEDULE = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    steps_offset=1,
+)
+
+
 def build_tiny(folder: Path) -> None:
     """Build the tiny pipeline deterministically and save it as a diffusers folder."""
     from fakestudio.quiet import quiet_libraries
@@ -87,61 +155,18 @@ def build_tiny(folder: Path) -> None:
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    vocab, merges = _byte_vocab()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
-
+    tokenizer = byte_tokenizer()
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(TINY_SEED)
     try:
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(vocab),
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=MAX_TOKENS,
-                projection_dim=64,
-                bos_token_id=vocab["<|startoftext|>"],
-                eos_token_id=vocab["<|endoftext|>"],
-                pad_token_id=vocab["<|endoftext|>"],
-            )
-        )
-        unet = UNet2DConditionModel(
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=1,
-            block_out_channels=(32, 64),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=64,
-            attention_head_dim=8,
-            norm_num_groups=16,
-        )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(16, 32, 32, 32),
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=8,
-            sample_size=256,
-        )
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer)))
+        unet = UNet2DConditionModel(**unet_config())
+        vae = AutoencoderKL(**vae_config())
     finally:
         torch.random.set_rng_state(gen_state)
-    scheduler = EulerDiscreteScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    scheduler = EulerDiscreteScheduler(**SCHEDULE, timestep_spacing="leading")
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -72,67 +72,26 @@ def build_tiny_sdxl(folder: Path) -> Path:
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTextModelWithProjection,
-        CLIPTokenizer,
-    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from fakestudio.tiny import MAX_TOKENS, _byte_vocab
+    from fakestudio import tiny
 
     torch.manual_seed(1)
-    vocab, merges = _byte_vocab()
-    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
-    te_cfg = dict(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=MAX_TOKENS,
-        projection_dim=32,
-        bos_token_id=vocab["<|startoftext|>"],
-        eos_token_id=vocab["<|endoftext|>"],
-        pad_token_id=vocab["<|endoftext|>"],
-    )
+    tok = tiny.byte_tokenizer()
+    te_cfg = tiny.text_encoder_config(tok, hidden=32)
     te = CLIPTextModel(CLIPTextConfig(**te_cfg))
     te2 = CLIPTextModelWithProjection(CLIPTextConfig(**te_cfg))
     unet = UNet2DConditionModel(
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64,
-        attention_head_dim=8,
-        norm_num_groups=16,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=32 + 6 * 8,
-        transformer_layers_per_block=1,
-        use_linear_projection=True,
+        **tiny.unet_config(
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8,
+            transformer_layers_per_block=1,
+            use_linear_projection=True,
+        )
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 32, 32, 32),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=256,
-    )
-    sched = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    vae = AutoencoderKL(**tiny.vae_config())
+    sched = EulerDiscreteScheduler(**tiny.SCHEDULE, timestep_spacing="leading")
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=te,

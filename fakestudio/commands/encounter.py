@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
+
+from fakestudio.commands.options import render_options
 
 
 @click.command()
@@ -21,9 +21,6 @@ import click
     "--scene",
     required=True,
     help='The shared scene, e.g. "shaking hands at a tech conference, photo".',
-)
-@click.option(
-    "--out", "-o", type=click.Path(path_type=Path), default=Path("out"), show_default=True
 )
 @click.option(
     "--layout",
@@ -52,56 +49,8 @@ import click
     is_flag=True,
     help="Naive weighted merge of both LoRAs (what A1111 does), for comparison.",
 )
-@click.option("-n", "--num", "n", type=int, default=1, show_default=True)
-@click.option("--seed", type=int, default=None)
-@click.option("--negative", default="")
-@click.option("--steps", type=int, default=20, show_default=True)
-@click.option("--guidance", type=float, default=7.0, show_default=True)
-@click.option("--width", type=int, default=None)
-@click.option("--height", type=int, default=None)
-@click.option("--scheduler", default="euler", show_default=True)
-@click.option(
-    "--base",
-    default="tiny",
-    show_default=True,
-    help="As for generate: tiny, a diffusers folder, a .safetensors file.",
-)
-@click.option("--config", type=click.Path(path_type=Path), default=None)
-@click.option("--tokenizer", type=click.Path(path_type=Path), default=None)
-@click.option(
-    "--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default="png", show_default=True
-)
-@click.option("--badge", is_flag=True, help="Also stamp a visible 'AI-generated' badge.")
-@click.option(
-    "--record-prompt", is_flag=True, help="Put the scene prompt into the manifest and metadata."
-)
-@click.option("--device", default=None)
-@click.option("--json", "as_json", is_flag=True)
-def encounter(
-    persons,
-    scene,
-    out,
-    layout,
-    feather,
-    context,
-    merge,
-    n,
-    seed,
-    negative,
-    steps,
-    guidance,
-    width,
-    height,
-    scheduler,
-    base,
-    config,
-    tokenizer,
-    fmt,
-    badge,
-    record_prompt,
-    device,
-    as_json,
-):
+@render_options
+def encounter(persons, scene, layout, feather, context, merge, as_json, **render):
     """Generate a fictitious encounter of two people, each from their own LoRA.
 
     Each person's LoRA and prompt act only in their own region; the background has neither
@@ -120,26 +69,11 @@ def encounter(
     cfg = EncounterConfig(
         persons=[parse_person(p) for p in persons],
         scene=scene,
-        out=out,
-        negative=negative,
-        n=n,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        width=width,
-        height=height,
-        scheduler=scheduler,
-        base=base,
         layout=layout,
         feather=feather,
         context=parse_context(context),
         merge=merge,
-        fmt=fmt,
-        badge=badge,
-        record_prompt=record_prompt,
-        device=device,
-        config=config,
-        tokenizer=tokenizer,
+        **render,
     )
     check_config(cfg)
     with step_progress("composing the encounter", quiet=as_json) as on_step:

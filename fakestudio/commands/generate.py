@@ -1,0 +1,47 @@
+"""`fakestudio generate`: labelled images from a prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fakestudio.commands.options import render_options
+
+
+@click.command()
+@click.argument("prompt")
+@click.option(
+    "--lora", "loras", multiple=True, metavar="FILE[:WEIGHT]", help="A LoRA to apply; repeatable."
+)
+@click.option(
+    "--lora-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where <lora:name:weight> tags in the prompt are looked up.",
+)
+@render_options
+def generate(prompt, loras, lora_dir, as_json, **render):
+    """Generate labelled images from PROMPT.
+
+    \b
+    fakestudio generate "a photo of ben0a at a conference" --out out/ --seed 7 -n 4
+    fakestudio generate "portrait <lora:ben0a:0.8>" --lora-dir loras/ --base ./sd15
+    """
+    from fakestudio.commands import echo_written
+    from fakestudio.generate import GenerateConfig, check_config
+    from fakestudio.generate import generate as run
+    from fakestudio.lora import parse_lora_arg
+    from fakestudio.progress import step_progress
+
+    cfg = GenerateConfig(
+        prompt=prompt,
+        loras=[parse_lora_arg(v) for v in loras],
+        lora_dir=lora_dir,
+        **render,
+    )
+    check_config(cfg)
+    n = cfg.n
+    with step_progress(f"generating {n} image{'s' if n > 1 else ''}", quiet=as_json) as on_step:
+        written = run(cfg, on_step=on_step)
+    echo_written(written, as_json)

@@ -1,0 +1,97 @@
+"""The options every picture-making command shares (`generate`, `encounter`), in one place.
+
+Their names match the fields of GenerateConfig and EncounterConfig, so a command passes them
+on as they are: `Config(prompt=..., **render)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+RENDER_OPTIONS = [
+    click.option(
+        "--out",
+        "-o",
+        type=click.Path(path_type=Path),
+        default=Path("out"),
+        show_default=True,
+        help="Output folder (created if missing).",
+    ),
+    click.option(
+        "-n", "--num", "n", type=int, default=1, show_default=True, help="Number of images."
+    ),
+    click.option(
+        "--seed",
+        type=int,
+        default=None,
+        help="Seed of the first image (image i uses seed+i). Default: random.",
+    ),
+    click.option("--negative", default="", help="Negative prompt."),
+    click.option("--steps", type=int, default=20, show_default=True),
+    click.option(
+        "--guidance",
+        type=float,
+        default=7.0,
+        show_default=True,
+        help="Classifier-free guidance scale.",
+    ),
+    click.option(
+        "--width",
+        type=int,
+        default=None,
+        help="Pixels, divisible by 8, at least 256. Default: the base's native size.",
+    ),
+    click.option("--height", type=int, default=None),
+    click.option(
+        "--scheduler",
+        default="euler",
+        show_default=True,
+        help="euler, euler_a, ddim, dpm++2m, dpm++2m_karras, unipc, heun, lms, pndm, ... "
+        "(A1111 names work too).",
+    ),
+    click.option(
+        "--base",
+        default="tiny",
+        show_default=True,
+        help="'tiny' (embedded), a diffusers SD1.5/SDXL folder, a single-file .safetensors "
+        "checkpoint, or a cached hub id.",
+    ),
+    click.option(
+        "--config",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="For single-file checkpoints: a diffusers folder whose configs match the weights.",
+    ),
+    click.option(
+        "--tokenizer",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="For single-file checkpoints: a CLIP tokenizer folder.",
+    ),
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["png", "jpeg", "webp"]),
+        default="png",
+        show_default=True,
+    ),
+    click.option("--badge", is_flag=True, help="Also stamp a visible 'AI-generated' badge."),
+    click.option(
+        "--record-prompt",
+        is_flag=True,
+        help="Put the prompt into the manifest and metadata (off by default).",
+    ),
+    click.option(
+        "--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda when available."
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON."),
+]
+
+
+def render_options(command):
+    """Decorate a command with RENDER_OPTIONS (shown in this order in --help)."""
+    for option in reversed(RENDER_OPTIONS):
+        command = option(command)
+    return command
