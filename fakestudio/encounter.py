@@ -491,7 +491,7 @@ def encounter(
 
     import torch
 
-    from fakestudio.generate import DEFAULT_SIZE, render
+    from fakestudio.generate import DEFAULT_SIZE, make_record, render
     from fakestudio.models import load_base
     from fakestudio.schedulers import make_scheduler
 
@@ -546,21 +546,8 @@ def encounter(
     written = []
     opts = LabelOptions(fmt=cfg.fmt, badge=cfg.badge)
     for i in range(cfg.n):
-        record = GenerationRecord(
-            prompt=merged_prompt if cfg.merge else cfg.scene,
-            negative_prompt=cfg.negative,
-            seed=seed + i,
-            steps=cfg.steps,
-            guidance=cfg.guidance,
-            width=width,
-            height=height,
-            scheduler=canonical(cfg.scheduler),
-            base_model=base.name,
-            base_sha256=base.sha256,
-            loras=refs,
-            record_prompt=cfg.record_prompt,
-            composition=composition,
-        )
+        prompt = merged_prompt if cfg.merge else cfg.scene
+        record = make_record(cfg, base, prompt, seed + i, (width, height), refs, composition)
         if cfg.merge:
             image = render(pipe, record, tick)
         else:

@@ -116,24 +116,32 @@ def generate(
 
     written = []
     for i in range(cfg.n):
-        record = GenerationRecord(
-            prompt=prompt,
-            negative_prompt=cfg.negative,
-            seed=seed + i,
-            steps=cfg.steps,
-            guidance=cfg.guidance,
-            width=width,
-            height=height,
-            scheduler=canonical(cfg.scheduler),
-            base_model=base.name,
-            base_sha256=base.sha256,
-            loras=lora_refs,
-            record_prompt=cfg.record_prompt,
-        )
+        record = make_record(cfg, base, prompt, seed + i, (width, height), lora_refs)
         image = render(pipe, record, step_end)
         stem = f"{record.seed}-{i:02d}-{ours_payload(record)}"
         written.append(write_labelled(image, record, out_dir, stem, opts))
     return written
+
+
+def make_record(
+    cfg, base, prompt: str, seed: int, size: tuple[int, int], loras, composition=None
+) -> GenerationRecord:
+    """What one picture will be made from; `cfg` is a GenerateConfig or an EncounterConfig."""
+    return GenerationRecord(
+        prompt=prompt,
+        negative_prompt=cfg.negative,
+        seed=seed,
+        steps=cfg.steps,
+        guidance=cfg.guidance,
+        width=size[0],
+        height=size[1],
+        scheduler=canonical(cfg.scheduler),
+        base_model=base.name,
+        base_sha256=base.sha256,
+        loras=loras,
+        record_prompt=cfg.record_prompt,
+        composition=composition,
+    )
 
 
 def render(pipe, record: GenerationRecord, step_end=None):
