@@ -378,7 +378,7 @@ def detect_watermarks(rgb: np.ndarray, *, prescreen: bool = True) -> list:
         return detect_all(rgb)
 
 
-def _prescreen(a: np.ndarray, svd_scores, read) -> dict | None:
+def _prescreen(a: np.ndarray, band_s0) -> dict | None:
     """Decode two bands of the half-size grid; None when the grid is too small to bother."""
     from detectors.watermarks import dwt, ours
 
@@ -388,14 +388,17 @@ def _prescreen(a: np.ndarray, svd_scores, read) -> dict | None:
     rows = -(-ours.NBITS * PRESCREEN_BLOCKS_PER_BIT // nbc) * dwt.BLOCK
     if 4 * rows > a.shape[0]:  # the two bands would be half the grid or more
         return None
-    first = svd_scores(dwt._ll_band(a[:rows], False, 128.0, 2))
+    first = band_s0(dwt._ll_band(a[:rows], False, 128.0, 2))
+    second = band_s0(dwt._ll_band(a[rows : 2 * rows], False, 128.0, 2))
     # block k carries bit k % 64: the second band starts at block (rows / 4) * nbc
-    second = np.roll(
-        svd_scores(dwt._ll_band(a[rows : 2 * rows], False, 128.0, 2)),
-        (rows // 4 * nbc) % ours.NBITS,
-    )
-    agreement = float(np.mean(dwt.bits_from_scores(first) == dwt.bits_from_scores(second)))
-    _, _, _, _, check_ok = read((first + second) / 2.0)
+    shift = (rows // 4 * nbc) % ours.NBITS
+    agreement, check_ok = 0.0, False
+    for scale in ours.SCALES:
+        one = ours.scores_at(first, scale)
+        two = np.roll(ours.scores_at(second, scale), shift)
+        same = float(np.mean(dwt.bits_from_scores(one) == dwt.bits_from_scores(two)))
+        agreement = max(agreement, same)
+        check_ok |= ours.read_attempt((one + two) / 2.0, 2, scale)["check_ok"]
     return {
         "rows": 2 * rows,
         "agreement": round(agreement, 4),
@@ -405,7 +408,7 @@ def _prescreen(a: np.ndarray, svd_scores, read) -> dict | None:
 
 
 def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
-    from detectors.watermarks import WatermarkResult, detect_all, dwt, ours
+    from detectors.watermarks import detect_all, dwt, ours
     from detectors.watermarks import stable_diffusion as sd
 
     a = np.asarray(rgb)
@@ -432,10 +435,9 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
     def ll_band(base: np.ndarray, u_offset: float) -> np.ndarray:
         return base + 2.0 * u_offset  # the offset is added last, as in dwt._ll_band
 
-    def svd_scores(ll: np.ndarray) -> np.ndarray:
+    def band_s0(ll: np.ndarray) -> np.ndarray:
         blocks, _, _ = dwt._to_blocks(ll)
-        s0 = dwt._top_singular(blocks, vectors=False)
-        return dwt._mean_per_bit(dwt._votes(s0, ours.SCALE, True), ours.NBITS)
+        return dwt._top_singular(blocks, vectors=False)
 
     def dct_score(ll: np.ndarray, bits: np.ndarray) -> tuple[float, float]:
         blocks, _, _ = dwt._to_blocks(ll)
@@ -447,61 +449,28 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
     u_bgr = weighted(False)
     ll_u8 = ll_band(u_bgr, 128.0)  # fakestudio's mark and SD v1 share this band
 
-    # fakestudio's mark: ours.decode's decision, grid by grid
-    grids = [1]
-    if a.shape[0] * a.shape[1] <= ours.HALF_GRID_MAX_PIXELS:
-        grids.append(2)
+    # fakestudio's mark: ours.decode's decision, grid by grid, strength by strength
+    grids = ours._grids(a.shape)
+    tried = len(grids) * len(ours.SCALES)
     attempts: list[dict] = []
-    best = (False, -1.0)
-    mine = None
-
-    def read(scores: np.ndarray) -> tuple[bytes, bytes, bytes, float, bool]:
-        msg = np.packbits(dwt.bits_from_scores(scores)).tobytes()
-        ident, check = msg[: ours.ID_BITS // 8], msg[ours.ID_BITS // 8 :]
-        margin = float(np.mean(np.abs(2.0 * scores - 1.0)))
-        return msg, ident, check, margin, check == ours._check(ident)
-
     for up in grids:
         screen = None
         if up == 2 and prescreen:
-            screen = _prescreen(a, svd_scores, read)
+            screen = _prescreen(a, band_s0)
             if screen is not None and not screen["search"]:
                 attempts.append({"grid": "half-size", "skipped": True, "prescreen": screen})
                 continue
-        ll = ll_u8 if up == 1 else dwt._ll_band(a, False, 128.0, 2)
-        msg, ident, check, margin, check_ok = read(svd_scores(ll))
-        attempt = {
-            "grid": "full" if up == 1 else "half-size",
-            "message": msg.hex(),
-            "check_ok": bool(check_ok),
-            "margin": round(margin, 4),
-        }
-        if screen is not None:
-            attempt["prescreen"] = screen
-        attempts.append(attempt)
-        if check_ok and margin >= ours.MARGIN_MIN:
-            mine = WatermarkResult(
-                ours.SCHEME,
-                True,
-                payload=ident.hex(),
-                confidence=1.0 - len(grids) * 2.0**-ours.CHECK_BITS,
-                margin=margin,
-                details={
-                    "grid": attempt["grid"],
-                    "margin_min": ours.MARGIN_MIN,
-                    "attempts": attempts,
-                },
-            )
+        s0 = band_s0(ll_u8 if up == 1 else dwt._ll_band(a, False, 128.0, 2))
+        for scale in ours.SCALES:
+            attempt = ours.read_attempt(ours.scores_at(s0, scale), up, scale)
+            if screen is not None:
+                attempt["prescreen"] = screen
+            attempts.append(attempt)
+            if attempt["found"]:
+                break
+        if attempts[-1].get("found"):
             break
-        best = max(best, (bool(check_ok), margin))
-    if mine is None:
-        check_ok, margin = best
-        details: dict = {"margin_min": ours.MARGIN_MIN, "attempts": attempts}
-        if check_ok:
-            details["note"] = "check bits match but the signal is below the margin threshold"
-        mine = WatermarkResult(
-            ours.SCHEME, False, confidence=0.5 if check_ok else 0.0, margin=margin, details=details
-        )
+    mine = ours.result_from_attempts(attempts, tried)
 
     # Stable Diffusion marks (dwtDct, known messages): with the pre-screen, a band estimate
     # far below the threshold is reported as is, otherwise the whole image is decoded.
@@ -642,7 +611,7 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
             cand = led.by_sha256(cand_sha)
             if cand is None:
                 continue
-            confirmed, detail = _confirm(rgb, cand, tries=2 * len(near))
+            confirmed, detail = _confirm(rgb, cand)
             out["candidates"].append(
                 {
                     "ledger_id": cand.id,
@@ -672,30 +641,19 @@ def _phash_rows(led, count: int, max_id) -> list[tuple[str, str]]:
     return rows
 
 
-def _confirm(rgb: np.ndarray, entry, tries: int) -> tuple[bool, dict]:
-    """Does the copy carry this ledger entry's watermark payload? Tries the copy as it is and
-    resized back to the entry's size; `tries` (all candidates x 2 copies) widens the p-value."""
-    from PIL import Image
-
+def _confirm(rgb: np.ndarray, entry) -> tuple[bool, dict]:
+    """Does the copy carry this ledger entry's watermark payload? (``ours.match_copy``: the copy
+    as it is and resized back to the entry's size; the p-value counts every candidate's two
+    copies, ``ours.LEDGER_TRIES`` = 2 x MAX_CANDIDATES, whatever the number of candidates.)"""
     from detectors.watermarks import ours
 
     if not entry.payload:
         return False, {"note": "the ledger entry has no watermark payload"}
-    copies = {"as is": rgb}
-    h, w = rgb.shape[:2]
-    if (w, h) != (entry.width, entry.height) and 0 < entry.width * entry.height <= 8192**2:
-        copies[f"resized to {entry.width}x{entry.height}"] = np.asarray(
-            Image.fromarray(rgb).resize((entry.width, entry.height), Image.Resampling.BICUBIC)
-        )
-    best = None
-    for name, img in copies.items():
-        res = ours.match(img, entry.payload, tries=tries)
-        if best is None or (res.bit_accuracy or 0) > (best[1].bit_accuracy or 0):
-            best = (name, res)
-    name, res = best
+    res = ours.match_copy(rgb, entry.payload, (entry.width, entry.height), ours.LEDGER_TRIES)
     return res.found, {
-        "copy": name,
+        "copy": res.details.get("copy"),
         "agreeing_bits": res.details.get("agreeing_bits"),
+        "strength": res.details.get("strength"),
         "p_value": res.details.get("p_value"),
     }
 

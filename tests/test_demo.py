@@ -39,6 +39,8 @@ def test_demo_tells_the_whole_story(demo):
     assert "prepared ad4x" in log and "trained b0bz.safetensors" in log
     assert "verify generated: Labelled AI-generated" in log
     assert "verify re-encoded: AI-generated: provenance recovered" in log
+    # metadata stripped, JPEG 85, resized to half: the watermark still ties it to the ledger
+    assert "verify re-encoded and resized: AI-generated: provenance recovered" in log
     html = page.read_text()
     assert "Do not trust your eyes" in html and "do not trust your eyes" in html
     assert html.count("data:image/") >= 4  # photo, fake, and the uploaded copies
@@ -51,7 +53,7 @@ def test_demo_tells_the_whole_story(demo):
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian `chromium` is not installed")
 def test_talk_page_shows_both_images_and_the_message(demo, tmp_path):
     out, _ = demo
-    shot = screenshot(out / "talk.html", tmp_path / "talk.png", size=(1280, 5000))
+    shot = screenshot(out / "talk.html", tmp_path / "talk.png", size=(1280, 7000))
     frame = np.abs(shot.astype(int) - FIGURE_BG).sum(axis=2) < 12
     rows = np.where(frame[:, :640].sum(1) > 40)[0]
     assert rows.size, "no image frame found"

@@ -86,7 +86,9 @@ def label(image: Image.Image, record: GenerationRecord, opts: LabelOptions) -> L
             f"image is {w}x{h}: the invisible watermark needs at least {MIN_SIDE}x{MIN_SIDE}"
         )
     payload = ours.payload_from_fingerprint(record.fingerprint())
-    pixels = Image.fromarray(ours.embed(rgb, payload))
+    # normal strength, or twice it where the picture's texture would drown the mark on upload
+    marked, _strength = ours.embed_for_upload(rgb, payload)
+    pixels = Image.fromarray(marked)
     if opts.badge:
         pixels = add_badge(pixels)
     encoded = _encode(pixels, record, payload, fmt, opts.quality)
