@@ -458,6 +458,27 @@ def test_one_pixel_edit_reads_tampered_with_provenance(labelled):
     assert_honest(rep)
 
 
+def test_cli_ledger_option_uses_a_shared_ledger(labelled, tmp_path):
+    """A team's shared ledger, given with --ledger, recovers a stripped copy; bad ones fail."""
+    copy = str(labelled["copies"] / "half.png")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["verify", copy, "--ledger", str(labelled["ledger"]), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["ledger"]["how"] == "phash+watermark"
+    folder = labelled["copies"]
+    res = runner.invoke(cli, ["audit", str(folder), "--ledger", str(labelled["ledger"]), "--json"])
+    assert json.loads(res.stdout)["summary"]["categories"]["labelled"] >= 4, res.output
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    for args, msg in (
+        (["--ledger", str(tmp_path / "missing.sqlite")], "no such file"),
+        (["--ledger", str(junk)], "not a fakestudio ledger"),
+        (["--ledger", str(labelled["ledger"]), "--no-ledger"], "contradict"),
+    ):
+        res = runner.invoke(cli, ["verify", copy, *args])
+        assert res.exit_code == 2 and msg in res.stderr and "Traceback" not in res.output
+
+
 def test_generated_through_the_cli_verifies_labelled(tmp_path, tiny_folder):
     res = CliRunner().invoke(
         cli, ["generate", "a test", "--out", str(tmp_path), "--seed", "5", "--steps", "2", "--json"]

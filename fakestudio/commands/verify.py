@@ -48,12 +48,40 @@ def _trust_option(f):
     )(f)
 
 
-def _no_ledger_option(f):
-    return click.option(
+def _ledger_options(f):
+    f = click.option(
         "--no-ledger",
         is_flag=True,
         help="Do not look images up in your local output ledger.",
     )(f)
+    return click.option(
+        "--ledger",
+        "ledger",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Look images up in this ledger file (a team's shared ledger.sqlite, read only) "
+        "instead of your own.",
+    )(f)
+
+
+def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bool]:
+    """(ledger_path, use_ledger) from --ledger / --no-ledger; a --ledger must be a ledger."""
+    if ledger is None:
+        return None, not no_ledger
+    if no_ledger:
+        raise UserError("--ledger and --no-ledger contradict each other")
+    import sqlite3
+
+    from detectors.ledger import Ledger
+
+    if not ledger.is_file():
+        raise UserError(f"--ledger {ledger}: no such file")
+    try:
+        with Ledger(ledger, readonly=True) as led:
+            led.db.execute("SELECT payload, sha256, phash FROM outputs LIMIT 1").fetchall()
+    except sqlite3.Error as e:
+        raise UserError(f"--ledger {ledger}: not a fakestudio ledger ({e})") from None
+    return ledger, True
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -62,7 +90,7 @@ def _no_ledger_option(f):
     "--json", "as_json", is_flag=True, help="Print the report as JSON (a list for several images)."
 )
 @_trust_option
-@_no_ledger_option
+@_ledger_options
 @click.option(
     "--html",
     "html_out",
@@ -70,7 +98,7 @@ def _no_ledger_option(f):
     default=None,
     help="Also write a self-contained HTML report (one image) to this file.",
 )
-def verify(images, as_json, trust_anchors, no_ledger, html_out):
+def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
     """Say what can and cannot be said about where each image came from.
 
     Checks Content Credentials (C2PA), invisible watermarks (fakestudio's, Stable Diffusion's,
@@ -94,9 +122,10 @@ def verify(images, as_json, trust_anchors, no_ledger, html_out):
     if html_out is not None and len(images) != 1:
         raise UserError("--html writes one image's report: give a single IMG (or use audit --html)")
     anchors = read_trust_anchors(trust_anchors)
+    ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
     reports = []
     for p in images:
-        rep = verify_image(p, trust_anchors=anchors, use_ledger=not no_ledger)
+        rep = verify_image(p, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger)
         reports.append(rep.to_dict())
         if not as_json:
             from rich.console import Console
@@ -136,7 +165,7 @@ def verify(images, as_json, trust_anchors, no_ledger, html_out):
     "--workers", type=int, default=None, help="Parallel processes. Default: the CPUs available."
 )
 @_trust_option
-@_no_ledger_option
+@_ledger_options
 @click.option(
     "--html",
     "html_out",
@@ -144,7 +173,7 @@ def verify(images, as_json, trust_anchors, no_ledger, html_out):
     default=None,
     help="Also write a self-contained HTML summary page to this file.",
 )
-def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, no_ledger, html_out):
+def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, ledger, no_ledger, html_out):
     """Verify every image under FOLDER (recursively) and count what was found.
 
     Categories: labelled (manifest, watermark or ledger), unlabelled (no provenance),
@@ -172,13 +201,15 @@ def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, no_ledger, 
     if csv_out is not None and csv_out.is_dir():
         raise UserError(f"--csv {csv_out}: is a folder")
     anchors = read_trust_anchors(trust_anchors)
+    ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
 
     with _audit_progress(quiet=as_json) as (on_start, on_progress):
         result = run_audit(
             folder,
             workers=workers,
             trust_anchors=anchors,
-            use_ledger=not no_ledger,
+            ledger_path=ledger_path,
+            use_ledger=use_ledger,
             on_start=on_start,
             on_progress=on_progress,
         )
