@@ -24,6 +24,7 @@ from fakestudio.dataset import (
     nearest_bucket,
     prepare_dataset,
 )
+from fakestudio.dataset import prepare as prepmod
 from fakestudio.errors import UserError
 
 CONSENT = "I am the person in these photos"
@@ -555,7 +556,7 @@ def test_opencv_without_cascade_is_reported(monkeypatch):
 def test_face_detection_unavailable_is_said(tmp_path, monkeypatch):
     photos = tmp_path / "photos"
     photo_set(photos, 1)
-    monkeypatch.setattr(dsmod, "haar_face_detector", lambda: (None, "OpenCV 9 has none"))
+    monkeypatch.setattr(prepmod, "haar_face_detector", lambda: (None, "OpenCV 9 has none"))
     res = prep(photos, tmp_path / "ds", face_detector="auto")
     assert res.face_detection == "unavailable: OpenCV 9 has none"
     assert any("face detection unavailable (OpenCV 9 has none)" in w for w in res.dataset.warnings)
@@ -573,7 +574,7 @@ def test_atomic_nothing_half_written(tmp_path, monkeypatch, error):
     photos = tmp_path / "photos"
     photo_set(photos, 3)
     out = tmp_path / "new" / "deeper" / "ds"
-    real_write = dsmod._write
+    real_write = prepmod._write
     count = {"n": 0}
 
     def failing_write(path, data):
@@ -582,7 +583,7 @@ def test_atomic_nothing_half_written(tmp_path, monkeypatch, error):
             raise error
         real_write(path, data)
 
-    monkeypatch.setattr(dsmod, "_write", failing_write)
+    monkeypatch.setattr(prepmod, "_write", failing_write)
     expect = KeyboardInterrupt if error is KeyboardInterrupt else UserError
     with pytest.raises(expect) as exc:
         prep(photos, out)
@@ -595,7 +596,7 @@ def test_atomic_nothing_half_written(tmp_path, monkeypatch, error):
 def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, monkeypatch):
     photos = tmp_path / "photos"
     photo_set(photos, 2)
-    monkeypatch.setattr(dsmod, "_write", lambda p, d: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(prepmod, "_write", lambda p, d: (_ for _ in ()).throw(KeyboardInterrupt()))
     res = run(photos, "--token", "ben0a", "--out", tmp_path / "ds", "--consent", CONSENT)
     assert res.exit_code == 130 and "interrupted" in res.stderr
     assert not (tmp_path / "ds").exists() and _leftovers(tmp_path) == []
@@ -611,7 +612,7 @@ def test_existing_output_force_and_guards(tmp_path, monkeypatch):
     args = ["--token", "ben0a", "--out", out, "--consent", CONSENT, "--crop", "center"]
     one_line_error(run(photos, *args), "already there", "--force")
     # an interrupted --force run leaves the old dataset intact
-    monkeypatch.setattr(dsmod, "_write", lambda p, d: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(prepmod, "_write", lambda p, d: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         prep(photos, out, force=True)
     assert load_dataset(out).fingerprint == first.fingerprint
