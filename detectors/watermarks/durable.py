@@ -305,14 +305,18 @@ def embed(rgb: np.ndarray, payload_hex: str) -> np.ndarray:
 
 
 def _view(a: np.ndarray) -> tuple[np.ndarray, float]:
+    """The luma the decoder reads (float32) and its scale: the picture itself up to
+    ``VIEW_MAX`` px a side, else its luma (OpenCV's, rounded) reduced by area averaging, so a
+    4000 px photo costs one colour conversion and one resize of a single channel."""
     import cv2
 
     h, w = a.shape[:2]
     f = VIEW_MAX / max(h, w)
     if f >= 1.0:
-        return a, 1.0
+        return _luma(a), 1.0
     size = (max(1, round(w * f)), max(1, round(h * f)))
-    return cv2.resize(a, size, interpolation=cv2.INTER_AREA), f
+    grey = cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32), f
 
 
 def _residual(y: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -328,21 +332,28 @@ def _residual(y: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 
 def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples of img at (x, y) relative to its centre; 0 outside."""
+    """Bilinear samples of a float32 img at (x, y) relative to its centre; 0 outside."""
+    import cv2
+
     h, w = img.shape
-    x = x + w // 2
-    y = y + h // 2
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    fx, fy = x - x0, y - y0
-    ok = (x0 >= 0) & (y0 >= 0) & (x0 < w - 1) & (y0 < h - 1)
-    x0, y0 = np.where(ok, x0, 0), np.where(ok, y0, 0)
-    v = (
-        img[y0, x0] * (1 - fx) * (1 - fy)
-        + img[y0, x0 + 1] * fx * (1 - fy)
-        + img[y0 + 1, x0] * (1 - fx) * fy
-        + img[y0 + 1, x0 + 1] * fx * fy
+    shape = np.shape(x)
+    count = int(np.prod(shape))
+    rows = -(-count // 1024)  # remap wants a 2-D map of fewer than 32767 rows
+
+    def grid(v, centre):
+        flat = np.zeros(rows * 1024, dtype=np.float32)
+        flat[:count] = np.ravel(v) + centre
+        return flat.reshape(rows, 1024)
+
+    v = cv2.remap(
+        img,
+        grid(x, w // 2),
+        grid(y, h // 2),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
     )
-    return np.where(ok, v, 0.0)
+    return v.ravel()[:count].reshape(shape)
 
 
 def _same_lattice(m: np.ndarray, n: np.ndarray, scale: float = 0.005, deg: float = 0.3) -> bool:
@@ -374,10 +385,10 @@ def _template_lattices(r: np.ndarray, expected: float) -> list[np.ndarray]:
     y0, x0 = (h - n) // 2, (w - n) // 2
     hann = np.hanning(n).astype(np.float32)
     win = r[y0 : y0 + n, x0 : x0 + n] * np.outer(hann, hann)
-    mag = np.fft.fftshift(np.abs(np.fft.fft2(win))).astype(np.float32)
+    mag = _magnitude(win)
     ring = cv2.blur(mag, (9, 9)) * 81.0 - cv2.blur(mag, (3, 3)) * 9.0  # around, not on, a peak
     ratio = mag / (ring / 72.0 + 1e-6)
-    smooth = cv2.GaussianBlur(ratio, (0, 0), 0.7).astype(np.float64)
+    smooth = cv2.GaussianBlur(ratio, (0, 0), 0.7)
     k0, ks = TEMPLATE_K[0], np.asarray(TEMPLATE_K) / TEMPLATE_K[0]
     lo, hi = n * k0 / PERIOD_MAX, min(n * k0 / PERIOD_MIN, (n // 2 - 3) / ks.max())
     radii = np.arange(lo, hi, 0.5)
@@ -409,6 +420,18 @@ def _template_lattices(r: np.ndarray, expected: float) -> list[np.ndarray]:
     return out
 
 
+def _magnitude(win: np.ndarray) -> np.ndarray:
+    """|FFT| of a real n x n window, origin at (n // 2, n // 2), float32: computed as a real
+    FFT (half the work) and completed by the symmetry |F(-u, -v)| = |F(u, v)|."""
+    n = win.shape[0]
+    half = np.abs(np.fft.rfft2(win)).astype(np.float32)  # columns 0 .. n // 2
+    full = np.empty((n, n), dtype=np.float32)
+    full[:, : half.shape[1]] = half
+    cols = np.arange(half.shape[1], n)  # negative frequencies: -(n - col)
+    full[:, cols] = half[(-np.arange(n)) % n][:, n - cols]
+    return np.fft.fftshift(full)
+
+
 def _peak_at(logmag: np.ndarray, x: float, y: float, n: int) -> np.ndarray:
     """The local maximum of the spectrum within a bin of (x, y), to sub-bin precision."""
     c = n // 2
@@ -423,12 +446,12 @@ def _peak_at(logmag: np.ndarray, x: float, y: float, n: int) -> np.ndarray:
     return np.array([px + fx - c, py + fy - c], dtype=np.float64)
 
 
-def _lattices(r: np.ndarray, shape, factor: float) -> list[np.ndarray]:
+def _lattices(r: np.ndarray, shape, factor: float, as_labelled: bool = True) -> list[np.ndarray]:
     """Lattice hypotheses, most likely first: the picture as labelled (no resize, no turn:
     crops, flips and colour edits keep the grid's size), then the template's spectral peaks.
     Duplicates are dropped; at most LATTICE_TRIES."""
     period = TILE * unit(*shape[:2]) * factor
-    out = [np.eye(2) * period]
+    out = [np.eye(2) * period] if as_labelled else []
     for m in _template_lattices(r, period):
         if _plausible(m) and all(not _same_lattice(m, f) for f in out):
             out.append(m)
@@ -481,31 +504,33 @@ def _fold(r: np.ndarray, m: np.ndarray) -> np.ndarray:
     return f
 
 
-def _d4(f: np.ndarray):
+def _d4(f: np.ndarray) -> tuple[list[tuple[int, bool]], np.ndarray]:
+    """The 8 symmetries of the square applied to a fold: (names, stack of 8 arrays)."""
+    names, arrays = [], []
     for flip in (False, True):
         g = f.T if flip else f
         for rot in range(4):
-            yield (rot, flip), np.rot90(g, rot)
+            names.append((rot, flip))
+            arrays.append(np.rot90(g, rot))
+    return names, np.stack(arrays)
 
 
 def _align(fold: np.ndarray, only=None) -> tuple[float, tuple, tuple[int, int], np.ndarray]:
     """Best (z, orientation, shift, filtered fold) by pilot correlation at every shift, over
-    the 8 orientations of the square (or ``only`` that one)."""
+    the 8 orientations of the square (or ``only`` that one), in one batch of FFTs."""
     lay = _layout()
-    best = (-np.inf, None, (0, 0), None)
-    for orient, g in _d4(fold):
-        if only is not None and orient != only:
-            continue
-        gf = np.fft.fft2(g)
-        hfilt = np.real(np.fft.ifft2(gf * lay["kernel_f"]))  # fold correlated with one chip
-        score = np.real(np.fft.ifft2(np.fft.fft2(hfilt) * lay["pilot_f"]))
-        norm2 = np.real(np.fft.ifft2(np.fft.fft2(hfilt * hfilt) * lay["ind_f"]))
-        z = score / np.sqrt(np.maximum(norm2, 1e-12))
-        z[norm2 <= 1e-9] = 0.0
-        idx = int(np.argmax(z))
-        if z.flat[idx] > best[0]:
-            best = (float(z.flat[idx]), orient, np.unravel_index(idx, z.shape), hfilt)
-    return best
+    names, stack = _d4(fold)
+    if only is not None:
+        keep = names.index(only)
+        names, stack = [only], stack[keep : keep + 1]
+    fft2, ifft2 = np.fft.fft2, np.fft.ifft2
+    hfilt = np.real(ifft2(fft2(stack) * lay["kernel_f"]))  # each fold correlated with a chip
+    score = np.real(ifft2(fft2(hfilt) * lay["pilot_f"]))
+    norm2 = np.real(ifft2(fft2(hfilt * hfilt) * lay["ind_f"]))
+    z = score / np.sqrt(np.maximum(norm2, 1e-12))
+    z[norm2 <= 1e-9] = 0.0
+    k, i, j = np.unravel_index(int(np.argmax(z)), z.shape)
+    return float(z[k, i, j]), names[k], (int(i), int(j)), hfilt[k]
 
 
 def _polish(r: np.ndarray, m: np.ndarray, orient, z: float):
@@ -662,8 +687,8 @@ def decode(rgb: np.ndarray) -> WatermarkResult:
     except ValueError as e:
         return WatermarkResult(SCHEME, False, details={"error": str(e)})
     best_z, tried = -np.inf, []
-    for view, factor in _views(a):
-        for m, z, orient, shift, hfilt, extra in _attempts(view, a.shape, factor):
+    for n, (view, factor) in enumerate(_views(a)):
+        for m, z, orient, shift, hfilt, extra in _attempts(view, a.shape, factor, n == 0):
             period = float(np.sqrt(abs(np.linalg.det(m)))) / factor
             attempt = {"period": round(period, 2), "z": round(z, 2), **extra}
             tried.append(attempt)
@@ -718,22 +743,24 @@ def _views(a: np.ndarray):
         yield half, factor * (w // 2) / w
 
 
-def _attempts(view: np.ndarray, shape, factor: float):
+def _attempts(view: np.ndarray, shape, factor: float, as_labelled: bool):
+    # view: the luma (float32) the decoder reads
     """Lattice hypotheses of one view, folded and aligned: (lattice, z, orientation, shift,
-    filtered fold, extra details), the polished near miss last."""
-    y = _luma(view)
+    filtered fold, extra details), the polished near miss last. ``as_labelled``: try the
+    period the picture had when labelled (the half-size view has seen it already)."""
+    y = view
     residuals: dict[float, np.ndarray] = {}
 
     def residual(m=None) -> np.ndarray:
-        """The residual matched to a lattice's scale (quarter steps), or the sync one."""
+        """The residual matched to a lattice's scale (half-octave steps), or the sync one."""
         s = SYNC_SCALE if m is None else float(np.sqrt(abs(np.linalg.det(m)))) / TILE
-        key = min(3.0, max(0.5, round(s * 4) / 4))
+        key = 2.0 ** (round(2.0 * math.log2(min(3.0, max(0.5, s)))) / 2.0)  # half octaves
         if key not in residuals:
             residuals[key] = _residual(y, key)
         return residuals[key]
 
     near = None
-    for m in _lattices(residual(), shape, factor):
+    for m in _lattices(residual(), shape, factor, as_labelled):
         z, orient, shift, hfilt = _align(_fold(residual(m), m))
         if near is None or z > near[0]:
             near = (z, m, orient)
