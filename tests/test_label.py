@@ -316,3 +316,81 @@ def test_old_labels_and_ledger_rows_still_verify(tmp_path):
     stripped.write_bytes(buf.getvalue())
     rep = verify_image(stripped, ledger_path=ledger).to_dict()
     assert rep["ledger"]["matched"] and rep["ledger"]["entry"]["payload"] == old_payload
+
+
+# --- the poster and previews: generated pixels, so labelled ------------------------------------
+
+
+def _labelled_fake(folder: Path) -> Path:
+    from fakestudio.label.labeller import LabelOptions, write_labelled
+
+    return write_labelled(photo_like(seed=7), _record(seed=7), folder, "fake", LabelOptions()).path
+
+
+def test_compare_poster_is_labelled_with_both_images_as_ingredients(fixtures_dir, tmp_path):
+    fake = _labelled_fake(tmp_path)
+    photo = fixtures_dir / "real" / "canon-ixus.jpg"
+    poster = tmp_path / "poster.png"
+    res = invoke("compare", photo, fake, "--png", poster, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["written"]["png"] == str(poster)
+    rep = verify_image(poster).to_dict()
+    assert rep["verdict"]["outcome"] == "labelled-ai", rep["verdict"]
+    assert rep["c2pa"]["ingredients"] == ["canon-ixus.jpg", "fake.png"]
+    assert rep["c2pa"]["digital_source_type"].endswith("/compositeWithTrainedAlgorithmicMedia")
+    assert rep["c2pa"]["actions"][:3] == ["c2pa.created", "c2pa.placed", "c2pa.placed"]
+    mark = ours.decode(np.asarray(Image.open(poster).convert("RGB")))
+    assert mark.found and mark.payload == rep["c2pa"]["soft_binding"]["value"]
+    assert rep["ledger"]["matched"] and rep["ledger"]["entry"]["file_name"] == "poster.png"
+    assert_private(poster, str(tmp_path), str(fixtures_dir))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.png", "poster.png"]
+
+
+def test_poster_of_two_unlabelled_photos_is_signed_not_watermarked(fixtures_dir, tmp_path):
+    real = fixtures_dir / "real"
+    poster = tmp_path / "poster.png"
+    res = invoke("compare", real / "canon-ixus.jpg", real / "nikon-e950.jpg", "--png", poster)
+    assert res.exit_code == 0, res.output
+    rep = verify_image(poster).to_dict()
+    # nothing shown is known to be generated: a composite, never an AI claim
+    assert rep["verdict"]["outcome"] == "credentials-not-ai", rep["verdict"]
+    assert rep["c2pa"]["digital_source_type"].endswith("/composite")
+    assert not any(w["found"] for w in rep["watermarks"] if w["scheme"] == "fakestudio")
+
+
+def test_talk_page_previews_are_embedded_labelled(tmp_path):
+    import base64
+    import re
+
+    from detectors.compare import compare_images
+    from detectors.report.html import render_talk
+    from fakestudio.label.derived import labelled_preview
+
+    fake = _labelled_fake(tmp_path)
+    photo = tmp_path / "photo.png"
+    photo_like(seed=8).save(photo)
+    with Image.open(fake) as im:
+        preview = labelled_preview(fake, im, 900, where="talk.html")
+    page = render_talk(
+        story={
+            "people": [],
+            "base": "tiny",
+            "train_steps": 0,
+            "train_seconds": 0,
+            "encounter_seconds": 0,
+            "scene": "s",
+            "consent": "c",
+        },
+        comparison=compare_images(photo, fake),
+        stages=[],
+        previews={"B": preview},
+    )
+    uris = re.findall(r'src="data:(image/[a-z]+);base64,([^"]+)"', page)
+    embedded = [base64.b64decode(data) for _, data in uris]
+    assert preview in embedded  # byte for byte, labels included
+    path = tmp_path / "preview.png"
+    path.write_bytes(preview)
+    rep = verify_image(path).to_dict()
+    assert rep["verdict"]["outcome"] == "labelled-ai"
+    assert rep["c2pa"]["ingredients"] == ["fake.png"]
+    assert rep["c2pa"]["actions"][:2] == ["c2pa.opened", "c2pa.resized"]

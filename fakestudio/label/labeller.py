@@ -218,9 +218,17 @@ def write_output(
 ) -> Written:
     """Write a labelled file atomically to `path`, then add its ledger row (keyed by its own
     payload; `record`: the public description kept in the row, no path, no private prompt)."""
-    fmt = check_format(opts.fmt)
     path = Path(path)
     atomic_write(path, out.data)
+    sha, row = add_to_ledger(out, path.name, opts, created=created, record=record)
+    return Written(path, out.payload, sha, row)
+
+
+def add_to_ledger(
+    out: Labelled, file_name: str, opts: LabelOptions, *, created: str, record: dict
+) -> tuple[str, int]:
+    """The ledger row for a labelled file (also for one embedded elsewhere, e.g. a preview in
+    a page); returns (sha256 of the file, row id)."""
     sha = sha256_bytes(out.data)
     with Ledger(opts.ledger_path) as ledger:
         row = ledger.add(
@@ -229,15 +237,15 @@ def write_output(
                 sha256=sha,
                 phash=phash_hex(out.pixels),
                 created=created,
-                file_name=path.name,
-                format=fmt,
+                file_name=file_name,
+                format=check_format(opts.fmt),
                 width=out.pixels.width,
                 height=out.pixels.height,
                 record=record,
                 manifest=out.manifest,
             )
         )
-    return Written(path, out.payload, sha, row)
+    return sha, row
 
 
 def check_writable(out_dir: Path) -> Path:
