@@ -115,7 +115,8 @@ def plan(paths: Sequence[Path], cfg: CopyConfig) -> list[Source]:
         raise UserError("--generator: empty name")
     if declared is not None and (len(declared) > 100 or not declared.isprintable()):
         raise UserError("--generator: a short printable name, e.g. 'Automatic1111' or 'ComfyUI'")
-    out_dir = Path(cfg.out).expanduser().resolve()
+    out_base = Path(cfg.out).expanduser()
+    out_dir = out_base.resolve()
     sources: list[Source] = []
     seen: dict[Path, Path] = {}
     outputs: dict[Path, Path] = {}
@@ -131,13 +132,14 @@ def plan(paths: Sequence[Path], cfg: CopyConfig) -> list[Source]:
                 "copies to another folder (originals are never modified)"
             )
         src = _inspect(path, cfg, declared)
-        src.out_path = out_dir / f"{path.stem}{EXTENSIONS[src.fmt]}"
-        if src.out_path in outputs:
+        src.out_path = out_base / f"{path.stem}{EXTENSIONS[src.fmt]}"
+        target = out_dir / src.out_path.name
+        if target in outputs:
             raise UserError(
-                f"{path}: {outputs[src.out_path]} would be written to the same file "
+                f"{path}: {outputs[target]} would be written to the same file "
                 f"{src.out_path.name}; label them into different folders"
             )
-        outputs[src.out_path] = path
+        outputs[target] = path
         sources.append(src)
     return sources
 

@@ -11,9 +11,8 @@ the generation record's fingerprint (the settings, seed included), the format an
 (``file_payload``), so the PNG, JPEG and WebP written from one seed are told apart when a
 stripped copy is traced, while the same settings still give the same file, watermark included
 (image i of a batch is the image of seed + i, as before; the index in the run is deliberately
-not part of it). Files labelled before
-this (payload = the record fingerprint's first 5 bytes) verify as before: the decoders and the
-ledger look a payload up, they never recompute it.
+not part of it). Files labelled before this (payload = the record fingerprint's first 5
+bytes) verify as before: the decoders and the ledger look a payload up, never recompute it.
 
 ``label_pixels`` is the one path for pixels fakestudio did not generate itself (other
 generators' outputs, posters, previews): same watermark, metadata, signing and ledger, with a

@@ -125,7 +125,6 @@ def build_derived_manifest(
     edits: Sequence[str] = (),
     creator: dict | None = None,
     generation: dict | None = None,
-    when: str | None = None,
 ) -> dict:
     """The manifest for a picture fakestudio labels but did not generate itself: another
     generator's output (`fakestudio label`), a poster or a preview made of shown images.
@@ -143,8 +142,6 @@ def build_derived_manifest(
     first["softwareAgent"] = agent if parent or not creator else _agent(creator)
     if parent:
         first["parameters"] = {"ingredientIds": [parent]}
-    if when:
-        first["when"] = when
     actions = [first]
     actions += [
         {"action": "c2pa.placed", "softwareAgent": agent, "parameters": {"ingredientIds": [c]}}
@@ -167,10 +164,10 @@ def build_derived_manifest(
 
 
 def _agent(creator: dict) -> dict:
-    """A softwareAgent from untrusted text: name and version only, short, no path."""
-    out = {"name": _file_name(str(creator.get("name") or "unknown"))[:100]}
+    """A softwareAgent from untrusted text: name and version only, one short line each."""
+    out = {"name": " ".join(str(creator.get("name") or "unknown").split())[:100]}
     if creator.get("version"):
-        out["version"] = str(creator["version"])[:50]
+        out["version"] = " ".join(str(creator["version"]).split())[:50]
     return out
 
 
