@@ -394,3 +394,21 @@ def test_talk_page_previews_are_embedded_labelled(tmp_path):
     assert rep["verdict"]["outcome"] == "labelled-ai"
     assert rep["c2pa"]["ingredients"] == ["fake.png"]
     assert rep["c2pa"]["actions"][:2] == ["c2pa.opened", "c2pa.resized"]
+
+
+def test_label_does_not_import_torch(fixtures_dir, tmp_path):
+    import subprocess
+    import sys
+
+    src = fixtures_dir / "generated" / "hypernetworks_hypernetwork_example_output.png"
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from fakestudio.cli import cli\n"
+        f"r = CliRunner().invoke(cli, ['label', {str(src)!r}, '--out', {str(tmp_path)!r}])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
