@@ -16,7 +16,7 @@ from PIL import Image, PngImagePlugin
 from detectors.c2pa import read_c2pa
 from detectors.ledger import Ledger
 from detectors.verify import verify_image
-from detectors.watermarks import ours
+from detectors.watermarks import durable, ours
 from fakestudio.cli import cli
 
 TAM = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -63,6 +63,15 @@ def manifest_text(path: Path) -> str:
     return json.dumps(c.active_manifest)
 
 
+def soft_bindings(path: Path) -> list[tuple[str, str]]:
+    """(alg, value) of every soft-binding assertion in the active manifest, in order."""
+    out = []
+    for a in read_c2pa(path).active_manifest["assertions"]:
+        if a["label"].startswith("c2pa.soft-binding"):
+            out.append((a["data"]["alg"], a["data"]["blocks"][0]["value"]))
+    return out
+
+
 def assert_private(path: Path, *private: str):
     """No absolute path or user name in the manifest of the copy."""
     text = manifest_text(path)
@@ -106,6 +115,9 @@ def test_comfyui_outputs_labelled_generator_from_metadata(fixtures_dir, tmp_path
         # the mark in the pixels is the one the manifest and the ledger name
         assert ours.decode(np.asarray(Image.open(path).convert("RGB"))).payload == c["watermark"]
         assert d["c2pa"]["soft_binding"]["value"] == c["watermark"]
+        # the durable mark carries the same identifier, and the manifest binds both
+        assert soft_bindings(path) == [(ours.ALG, c["watermark"]), (durable.ALG, c["watermark"])]
+        assert durable.decode(np.asarray(Image.open(path).convert("RGB"))).payload == c["watermark"]
         assert b"trainedAlgorithmicMedia" in path.read_bytes()  # XMP
         with Ledger() as led:
             (row,) = [r for r in led.by_payload(c["watermark"]) if r.sha256 == c["sha256"]]
@@ -171,6 +183,24 @@ def test_no_generator_known_needs_generator(tmp_path):
     rep = verify_image(c["path"]).to_dict()
     assert rep["verdict"]["outcome"] == "labelled-ai"
     assert rep["c2pa"]["generation"]["software"] == "Midjourney v6"
+
+
+def test_cropped_resized_copy_read_blind(fixtures_dir, tmp_path):
+    """The public path: a labelled third-party picture, cropped, resized and re-encoded by a
+    platform, still reads as fakestudio-labelled with no ledger (the durable mark)."""
+    src = fixtures_dir / "generated" / "hypernetworks_hypernetwork_example_output.png"
+    (c,) = run_label(src, "--out", tmp_path / "out")
+    im = Image.open(c["path"]).convert("RGB")
+    w, h = im.size
+    edited = im.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    edited = edited.resize((round(edited.width * 0.75), round(edited.height * 0.75)))
+    copy = tmp_path / "upload.jpg"
+    edited.save(copy, "JPEG", quality=75)
+    rep = verify_image(copy, use_ledger=False).to_dict()
+    assert rep["verdict"]["outcome"] != "no-provenance", rep["verdict"]
+    marks = {w["scheme"]: w for w in rep["watermarks"]}
+    assert marks["fakestudio-durable"]["found"]
+    assert marks["fakestudio-durable"]["payload"] == c["watermark"]
 
 
 def test_stripped_labelled_copy_is_traced(tmp_path):
@@ -270,7 +300,9 @@ def test_each_format_its_own_identifier_and_stripped_copies_traced(tmp_path):
     assert len(payloads) == 3
     for fmt, w in written.items():
         assert w.payload == file_payload(rec, fmt)  # deterministic
-        assert ours.decode(np.asarray(Image.open(w.path).convert("RGB"))).payload == w.payload
+        rgb = np.asarray(Image.open(w.path).convert("RGB"))
+        assert ours.decode(rgb).payload == w.payload
+        assert durable.decode(rgb).payload == w.payload  # both marks, one identifier
     # a badged copy is another file too; the same settings give the same identifier again
     assert file_payload(rec, "png", badge=True) != written["png"].payload
     assert file_payload(_record(), "png") == written["png"].payload
@@ -339,8 +371,11 @@ def test_compare_poster_is_labelled_with_both_images_as_ingredients(fixtures_dir
     assert rep["c2pa"]["ingredients"] == ["canon-ixus.jpg", "fake.png"]
     assert rep["c2pa"]["digital_source_type"].endswith("/compositeWithTrainedAlgorithmicMedia")
     assert rep["c2pa"]["actions"][:3] == ["c2pa.created", "c2pa.placed", "c2pa.placed"]
-    mark = ours.decode(np.asarray(Image.open(poster).convert("RGB")))
+    pixels = np.asarray(Image.open(poster).convert("RGB"))
+    mark = ours.decode(pixels)
     assert mark.found and mark.payload == rep["c2pa"]["soft_binding"]["value"]
+    assert durable.decode(pixels).payload == mark.payload
+    assert [alg for alg, _ in soft_bindings(poster)] == [ours.ALG, durable.ALG]
     assert rep["ledger"]["matched"] and rep["ledger"]["entry"]["file_name"] == "poster.png"
     assert_private(poster, str(tmp_path), str(fixtures_dir))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.png", "poster.png"]

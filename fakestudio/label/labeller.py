@@ -1,6 +1,6 @@
 """The labeller: the only way a generated image leaves fakestudio.
 
-    pixels -> invisible watermark -> visible badge (optional) -> XMP + parameters/EXIF
+    pixels -> invisible watermarks -> visible badge (optional) -> XMP + parameters/EXIF
            -> C2PA manifest signed -> temp file + atomic rename -> ledger row
 
 There is no switch to turn the invisible labels off. Every metadata chunk is written before
@@ -35,7 +35,7 @@ from PIL import Image, PngImagePlugin
 from detectors.files import atomic_write
 from detectors.fingerprint import phash_hex, sha256_bytes
 from detectors.ledger import Ledger, LedgerEntry
-from detectors.watermarks import ours
+from detectors.watermarks import durable, ours
 from fakestudio.errors import UserError
 from fakestudio.label.badge import add_badge
 from fakestudio.label.identity import Identity, ensure_identity
@@ -160,10 +160,19 @@ def label_pixels(
 
 
 def watermark(rgb: np.ndarray, payload: str) -> tuple[np.ndarray, list[dict]]:
-    """Embed every invisible mark; return the pixels and one soft binding per mark."""
+    """Embed every invisible mark, same payload in each; return the pixels and one soft
+    binding per mark (the first mark's first: readers compare it with the first mark).
+
+    The first mark (``ours``, chroma, exact identifier, cheap) goes in first; the durable one
+    (``durable``, luma only, read blind after crops, rescaling, rotation, flips and colour
+    edits) is added on top and leaves the chroma that carries the first one alone."""
     # normal strength, or twice it where the picture's texture would drown the mark on upload
     marked, _strength = ours.embed_for_upload(rgb, payload)
-    return marked, [{"alg": ours.ALG, "payload": payload}]
+    marked = durable.embed(marked, payload)
+    return marked, [
+        {"alg": ours.ALG, "payload": payload},
+        {"alg": durable.ALG, "payload": payload},
+    ]
 
 
 def _encode(
