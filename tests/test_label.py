@@ -171,6 +171,16 @@ def test_automatic1111_named_from_parameters(tmp_path):
     assert b"castle" not in copy and b"blurry" not in copy  # the prompt is not copied
 
 
+def test_generator_named_by_a_software_tag(tmp_path):
+    src = tmp_path / "in" / "render.jpg"
+    src.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x0131] = "Midjourney"  # Software
+    photo_like().save(src, "JPEG", exif=exif.tobytes())
+    (c,) = run_label(src, "--out", tmp_path / "out")
+    assert c["generator"] == "Midjourney" and c["generator_from"] == "metadata"
+
+
 def test_no_generator_known_needs_generator(tmp_path):
     src = tmp_path / "in" / "render.png"
     src.parent.mkdir()

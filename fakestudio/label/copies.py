@@ -292,10 +292,11 @@ def _inspect(path: Path, cfg: CopyConfig, declared: str | None) -> Source:
 
 
 def _generator(meta) -> tuple[str | None, dict]:
-    """The generator its metadata names (first generator claim) and its model file names."""
-    for claim in meta.claims:
-        if claim.get("kind") != "generator" or not claim.get("ai"):
-            continue
+    """The generator its metadata names and its model file names: the first generator claim
+    (parameters, workflow), else a software tag only AI tools write (e.g. "NovelAI")."""
+    claims = [c for c in meta.claims if c.get("ai") and c.get("kind") == "generator"]
+    claims += [c for c in meta.claims if c.get("ai") and c.get("kind") == "software"]
+    for claim in claims:
         fields = claim.get("fields") or {}
         models: dict = {}
         if claim["tool"] == "ComfyUI":
