@@ -10,7 +10,8 @@ of at least 512 px a side, centre-cropped to a square and resized to 512 px (pho
 content, metadata gone). Each gets its own random 40-bit identifier. For each edit in
 ``bench.edits.EDITS``: the durable mark's presence and exact identifier (blind, no ledger),
 the first mark's exact identifier (blind), and imwatermark's dwtDct / dwtDctSvd mean bit
-accuracy (and rivaGan when onnxruntime is installed). PSNR and per-image times in the same run.
+accuracy (and rivaGan with ``--rivagan``, which needs onnxruntime and ~5 s per picture and
+edit on 2 cores). PSNR and per-image times in the same run.
 """
 
 from __future__ import annotations
@@ -68,18 +69,18 @@ def pictures(limit: int | None) -> list[tuple[str, np.ndarray]]:
     return out[:limit] if limit else out
 
 
-def imwatermark_codecs():
+def imwatermark_codecs(rivagan: bool):
     try:
         from imwatermark import WatermarkDecoder, WatermarkEncoder
     except ImportError:
         return {}
     methods = ["dwtDct", "dwtDctSvd"]
-    try:
-        import onnxruntime  # noqa: F401
-
+    if rivagan:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            sys.exit("--rivagan needs onnxruntime (pip install onnxruntime)")
         methods.append("rivaGan")
-    except ImportError:
-        pass
     codecs = {}
     for method in methods:
         nbits = 32 if method == "rivaGan" else 64
@@ -115,7 +116,7 @@ def table(args) -> None:
         psnrs.append(psnr(a, m))
         marked.append((m, payload))
         first.append((ours.embed(a, payload), payload))
-    others = imwatermark_codecs()
+    others = imwatermark_codecs(args.rivagan)
     other_marked = {}
     for name, (nbits, embed, _) in others.items():
         other_marked[name] = []
@@ -255,6 +256,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fp", type=int, default=0, metavar="N", help="false-positive sweep only")
     ap.add_argument("--out", type=Path, help="write flat-area crops (1x and x10) here")
+    ap.add_argument(
+        "--rivagan",
+        action="store_true",
+        help="add imwatermark's rivaGan column (needs onnxruntime; ~5 s per picture and edit "
+        "on 2 cores: use with --quick)",
+    )
     args = ap.parse_args()
     if args.fp:
         fp_sweep(args.fp)
