@@ -3,7 +3,8 @@
     scan = scan_container(data)        # bytes, bytearray, memoryview or mmap
     scan.stores     # [Store(where="JPEG APP11 JUMBF", offset=20, ...)]: C2PA stores found
     scan.problems   # ["PNG chunk IDAT at offset 4989: bad CRC (...)"]
-    scan.texts      # PNG text chunks, decoded with replacement (Pillow drops bad UTF-8 iTXt)
+    scan.texts      # PNG iTXt chunks that are not valid UTF-8 (Pillow drops them), decoded
+                    # with replacement characters
 
 Why: c2pa-python answers ``ManifestNotFound`` both when a file has no credentials and when a
 store IS there but cannot be parsed (its APP11 body replaced by junk, zeroed, cut short). A
@@ -66,7 +67,7 @@ class Scan:
     kind: str | None = None  # png, jpeg, riff, tiff, gif, bmff, jxl, id3, xml
     stores: list[Store] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    texts: dict[str, str] = field(default_factory=dict)  # PNG text chunks (keyword -> text)
+    texts: dict[str, str] = field(default_factory=dict)  # bad-UTF-8 iTXt: keyword -> text
 
     def problem(self, text: str) -> None:
         if len(self.problems) < MAX_PROBLEMS and text not in self.problems:
@@ -189,8 +190,8 @@ def _png(buf, scan: Scan) -> None:
             store = Store("PNG caBX chunk", pos, length)
             _jumbf_header(body, store)
             scan.stores.append(store)
-        elif ctype in (b"tEXt", b"zTXt", b"iTXt") and len(scan.texts) < MAX_TEXTS:
-            key, text = _png_text(ctype, bytes(body))
+        elif ctype == b"iTXt" and len(scan.texts) < MAX_TEXTS and length <= MAX_TEXT_BYTES:
+            key, text = _bad_utf8_itxt(bytes(body))
             if key and key not in scan.texts:
                 scan.texts[key] = text
         pos = end
@@ -198,29 +199,29 @@ def _png(buf, scan: Scan) -> None:
             return
 
 
-def _png_text(ctype: bytes, body: bytes) -> tuple[str | None, str]:
+def _bad_utf8_itxt(body: bytes) -> tuple[str | None, str]:
+    """(keyword, text decoded with replacement) of an iTXt chunk whose text is not valid UTF-8
+    (Pillow drops those silently); (None, "") for a valid, oversized or broken one."""
     key, sep, rest = body.partition(b"\0")
-    if not sep or not key:
+    if not sep or not key or len(rest) < 2:
         return None, ""
-    keyword = key[:79].decode("latin-1")
+    flag, method, rest = rest[:1], rest[1:2], rest[2:]
+    _lang, _, rest = rest.partition(b"\0")
+    _tkey, _, text = rest.partition(b"\0")
     try:
-        if ctype == b"tEXt":
-            return keyword, rest[:MAX_TEXT_BYTES].decode("latin-1")
-        if ctype == b"zTXt":
-            return keyword, _inflate(rest[1:]).decode("latin-1")
-        flag, method, rest = rest[:1], rest[1:2], rest[2:]
-        _lang, _, rest = rest.partition(b"\0")
-        _tkey, _, text = rest.partition(b"\0")
-        if flag == b"\x01" and method == b"\x00":
-            text = _inflate(text)
-        return keyword, text[:MAX_TEXT_BYTES].decode("utf-8", "replace")
+        if flag == b"\x01":
+            if method != b"\x00":
+                return None, ""
+            d = zlib.decompressobj()
+            text = d.decompress(text, MAX_TEXT_BYTES)
+            if d.unconsumed_tail:
+                return None, ""  # over the limit: Pillow skips it too, and says so
+        text.decode("utf-8")
+        return None, ""  # valid: Pillow has it
+    except UnicodeDecodeError:
+        return key[:79].decode("latin-1"), text.decode("utf-8", "replace")
     except zlib.error:
-        return keyword, ""
-
-
-def _inflate(comp: bytes) -> bytes:
-    d = zlib.decompressobj()
-    return d.decompress(comp, MAX_TEXT_BYTES)
+        return None, ""
 
 
 # --- JPEG -------------------------------------------------------------------------------------

@@ -138,7 +138,9 @@ def region_masks(
             hard[i, round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = 1
     else:
         try:
-            with Image.open(spec) as im:
+            from detectors.image_io import open_formats
+
+            with Image.open(spec, formats=open_formats()) as im:
                 rgb = (
                     np.asarray(im.convert("RGB").resize((w, h), Image.NEAREST)).astype(np.float32)
                     / 255

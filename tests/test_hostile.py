@@ -7,6 +7,8 @@ hang or a quadratic parser (10 s and more before the fix), not a slow machine.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import time
 
@@ -230,3 +232,194 @@ def test_damaged_png_store_and_bad_idat_crc(tmp_path):
     (tmp_path / "crc.png").write_bytes(bytes(data))
     rep = _verdict(tmp_path / "crc.png")
     assert any("'IDAT'" in n and "bad CRC" in n for n in rep["notes"]), rep["notes"]
+
+
+# --- audit and verify on hostile names and files ----------------------------------------------
+
+
+def _cli(*args, **kw):
+    from click.testing import CliRunner
+
+    from fakestudio.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kw)
+
+
+def _small_png(path, colour=(30, 60, 90), size=(64, 64)):
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def test_non_utf8_file_names_in_csv_and_html(tmp_path):
+    import csv
+
+    root = tmp_path / "in"
+    root.mkdir()
+    bad = os.fsdecode(b"caf\xe9-\xff.png")  # Latin-1 bytes: not UTF-8
+    _small_png(root / bad)
+    _small_png(root / "plain.png")
+    res = _cli(
+        "audit", root, "--csv", tmp_path / "a.csv", "--html", tmp_path / "a.html", "--workers", 1
+    )
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "a.csv").open(encoding="utf-8")))
+    assert [r["file"].rsplit("/", 1)[-1] for r in rows] == ["caf\\xe9-\\xff.png", "plain.png"]
+    assert "caf\\xe9-\\xff.png" in (tmp_path / "a.html").read_text(encoding="utf-8")
+    res = _cli("verify", root / bad, "--html", tmp_path / "v.html")
+    assert res.exit_code == 1, res.output
+    assert "caf\\xe9-\\xff.png" in (tmp_path / "v.html").read_text(encoding="utf-8")
+
+
+def test_audit_counts_ico_and_jpeg2000_as_images(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(root / "icon.ico")
+    Image.new("RGB", (64, 64), (9, 90, 9)).save(root / "photo.jp2")
+    from detectors.audit import audit
+
+    result = audit(root, workers=1, use_ledger=False)
+    assert result.summary["skipped_not_images"] == 0
+    assert sorted(r["format"] for r in result.reports) == ["ICO", "JPEG2000"]
+    assert result.summary["categories"]["unreadable"] == 0
+
+
+def test_one_slow_file_never_loses_the_others(tmp_path):
+    """A per-file time limit: the big file is stopped and reported, the others are kept."""
+    from detectors.audit import audit
+
+    root = tmp_path / "in"
+    root.mkdir()
+    # a 4096 x 4096 JPEG: its watermark checks take seconds, far over a 0.3 s limit
+    big = Image.linear_gradient("L").resize((4096, 4096)).convert("RGB")
+    big.save(root / "b-big.jpg", quality=80)
+    for i in range(3):
+        _small_png(root / f"s{i}.png", (10 * i, 40, 90))
+    for workers in (1, 2):
+        result = audit(root, workers=workers, use_ledger=False, time_limit=0.3)
+        by_name = {os.path.basename(r["file"]): r for r in result.reports}
+        assert len(by_name) == 4 and result.complete
+        reason = by_name["b-big.jpg"]["image"]["reason"]
+        assert reason and "time limit of 0.3 s" in reason, reason
+        assert by_name["b-big.jpg"]["verdict"]["outcome"] == "unreadable"
+        for i in range(3):
+            assert by_name[f"s{i}.png"]["verdict"]["outcome"] == "no-provenance"
+
+
+def test_ctrl_c_keeps_valid_json_and_csv(tmp_path):
+    """SIGINT in the middle of an audit: exit 130, the JSON on stdout and the CSV are valid and
+    hold the files done so far; no temp file is left."""
+    import csv
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(40):
+        _small_png(root / f"f{i:02d}.png", (i * 5, 9, 9), (320, 320))
+    out_csv = tmp_path / "a.csv"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fakestudio", "audit", str(root), "--json", "--workers", "1"]
+        + ["--csv", str(out_csv), "--no-ledger"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until some rows are streamed to the temp file
+        parts = list(tmp_path.glob(".a.csv.*.part"))
+        if parts and parts[0].read_text().count("\n") >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr.decode()
+    doc = json.loads(stdout)
+    assert doc["summary"]["complete"] is False and doc["summary"]["found"] == 40
+    assert 3 <= doc["summary"]["total"] < 40
+    assert any(n.startswith("interrupted:") for n in doc["notes"])
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == doc["summary"]["total"]
+    assert not list(tmp_path.glob(".a.csv.*.part"))
+
+
+def test_postscript_is_never_opened(tmp_path):
+    """An EPS named .png: never handed to Pillow's EPS plugin (which runs Ghostscript); a
+    fake `gs` on the PATH proves no program ran."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "gs-ran"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    gs = bindir / "gs"
+    gs.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    gs.chmod(0o755)
+    eps = tmp_path / "doc.png"
+    eps.write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 300 300\n"
+        b"newpath 0 0 moveto 300 300 lineto stroke\nshowpage\n%%EOF\n"
+    )
+    env = dict(
+        os.environ,
+        PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "fakestudio", "verify", str(eps), "--json", "--no-ledger"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 4, res.stderr.decode()
+    assert "PostScript/EPS is never opened" in res.stdout.decode()
+    assert not marker.exists()
+
+
+def test_dangling_symlink_is_a_usage_error(tmp_path):
+    link = tmp_path / "gone.png"
+    os.symlink(tmp_path / "missing.png", link)
+    res = _cli("verify", link)
+    assert res.exit_code == 2
+    assert "broken symbolic link" in res.stderr and "\n" not in res.stderr.strip()
+
+
+def test_ledger_is_private(tmp_path):
+    from detectors.ledger import Ledger
+
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path):
+        pass
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    old = tmp_path / "old.sqlite"
+    old.touch(mode=0o644)
+    os.chmod(old, 0o644)
+    with Ledger(old):
+        pass
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600
+    # a read-only --ledger path with URI characters in its name still opens
+    odd = tmp_path / "a?b#c%20.sqlite"
+    with Ledger(odd):
+        pass
+    with Ledger(odd, readonly=True) as led:
+        assert led.db.execute("SELECT COUNT(*) FROM outputs").fetchone() == (0,)
+
+
+def test_stale_temp_files_of_ours_are_cleaned_and_nothing_else(tmp_path):
+    from detectors.files import STALE_PART_SECONDS, clean_stale_parts
+
+    old = time.time() - STALE_PART_SECONDS - 10
+    ours = tmp_path / ".img_0001.png.k2j4h_x9.part"
+    fresh = tmp_path / ".img_0002.png.abcdefgh.part"
+    theirs = [tmp_path / "notes.part", tmp_path / ".img.png.part", tmp_path / "img.png"]
+    for p in [ours, fresh, *theirs]:
+        p.write_bytes(b"x")
+    link = tmp_path / ".link.png.abcdefgh.part"
+    os.symlink(tmp_path / "img.png", link)
+    for p in [ours, *theirs]:
+        os.utime(p, (old, old))
+    os.utime(link, (old, old), follow_symlinks=False)
+    assert clean_stale_parts(tmp_path) == [ours.name]
+    assert fresh.exists() and link.is_symlink() and all(p.exists() for p in theirs)
