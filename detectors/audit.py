@@ -366,14 +366,15 @@ def default_workers() -> int:
 # --- internals ------------------------------------------------------------------------------
 
 
-class _TimeUp(BaseException):
+class TimeUp(BaseException):
     """The per-file alarm (a BaseException: the checks' own ``except Exception`` must not
     swallow it and carry on)."""
 
 
 @contextmanager
-def _deadline(seconds: float | None):
-    """SIGALRM after ``seconds`` raises ``_TimeUp`` here (main thread of a process only)."""
+def deadline(seconds: float | None):
+    """SIGALRM after ``seconds`` raises ``TimeUp`` here (main thread of a process only;
+    elsewhere, or with ``seconds`` None, no limit)."""
     if (
         not seconds
         or not hasattr(signal, "setitimer")
@@ -383,7 +384,7 @@ def _deadline(seconds: float | None):
         return
 
     def on_alarm(signum, frame):
-        raise _TimeUp()
+        raise TimeUp()
 
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -394,7 +395,7 @@ def _deadline(seconds: float | None):
         signal.signal(signal.SIGALRM, old)
 
 
-def _timeout_reason(seconds) -> str:
+def timeout_reason(seconds) -> str:
     return f"the analysis took longer than the time limit of {seconds:g} s per file; stopped"
 
 
@@ -404,15 +405,15 @@ def _verify_one(path: str, anchors, ledger_path, use_ledger, time_limit=None) ->
         from detectors.verify import verify_image
 
         try:
-            with _deadline(time_limit):
+            with deadline(time_limit):
                 rep = verify_image(
                     path, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger
                 )
-        except _TimeUp:
-            return error_report(path, _timeout_reason(time_limit))
+        except TimeUp:
+            return error_report(path, timeout_reason(time_limit))
         return rep.to_dict(full=False)
-    except _TimeUp:  # the alarm fired just as the analysis ended
-        return error_report(path, _timeout_reason(time_limit))
+    except TimeUp:  # the alarm fired just as the analysis ended
+        return error_report(path, timeout_reason(time_limit))
     except MemoryError:
         return error_report(path, "out of memory while analysing this file")
     except Exception as e:  # noqa: BLE001 - one bad file never ends an audit
@@ -594,7 +595,7 @@ def _isolated(path: Path, args: tuple, memory_limit_mb) -> dict:
         )
     except FutureTimeout:
         _kill(pool)
-        return error_report(str(path), _timeout_reason(time_limit))
+        return error_report(str(path), timeout_reason(time_limit))
     except BrokenProcessPool:
         return error_report(
             str(path), "the analysis process crashed on this file (native library or memory limit)"

@@ -423,3 +423,15 @@ def test_stale_temp_files_of_ours_are_cleaned_and_nothing_else(tmp_path):
     os.utime(link, (old, old), follow_symlinks=False)
     assert clean_stale_parts(tmp_path) == [ours.name]
     assert fresh.exists() and link.is_symlink() and all(p.exists() for p in theirs)
+
+
+def test_verify_time_limit(tmp_path):
+    import json
+
+    big = tmp_path / "big.jpg"
+    Image.linear_gradient("L").resize((4096, 4096)).convert("RGB").save(big, quality=80)
+    res = _cli("verify", big, "--json", "--no-ledger", "--time-limit", "0.2")
+    assert res.exit_code == 4, res.output
+    rep = json.loads(res.stdout)
+    assert "time limit of 0.2 s" in rep["image"]["reason"]
+    assert _cli("verify", big, "--time-limit", "nan").exit_code == 2

@@ -100,7 +100,16 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
     default=None,
     help="Also write a self-contained HTML report (one image) to this file.",
 )
-def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
+@click.option(
+    "--time-limit",
+    "time_limit",
+    type=float,
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Most time one image may take; an image that takes longer is reported unreadable.",
+)
+def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit):
     """Say what can and cannot be said about where each image came from.
 
     Checks Content Credentials (C2PA), invisible watermarks (fakestudio's, Stable Diffusion's,
@@ -113,9 +122,12 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
     fakestudio verify out/*.png --json
     fakestudio verify cloud.jpg --trust-anchors roots.pem
     """
+    from detectors.audit import TimeUp, deadline, error_report, timeout_reason
     from detectors.verdict import combined_exit_code
     from detectors.verify import verify_image
 
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise UserError(f"--time-limit {time_limit}: give a positive number of seconds")
     for p in images:
         if p.is_dir():
             raise UserError(f"{p}: is a folder; use `fakestudio audit {p}`")
@@ -129,8 +141,14 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
     reports = []
     for p in images:
-        rep = verify_image(p, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger)
-        reports.append(rep.to_dict())
+        try:
+            with deadline(time_limit):
+                rep = verify_image(
+                    p, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger
+                ).to_dict()
+        except TimeUp:
+            rep = error_report(str(p), timeout_reason(time_limit))
+        reports.append(rep)
         if not as_json:
             from rich.console import Console
 
