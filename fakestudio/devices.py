@@ -16,7 +16,9 @@ def resolve_device(name: str | None) -> str:
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
-        raise UserError(f"--device {name}: not a device torch knows (cpu, cuda, cuda:1, mps)") from None
+        raise UserError(
+            f"--device {name}: not a device torch knows (cpu, cuda, cuda:1, mps)"
+        ) from None
     if dev.type == "cuda":
         if not torch.backends.cuda.is_built():
             raise UserError(
