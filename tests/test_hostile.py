@@ -12,6 +12,7 @@ import stat
 import struct
 import time
 
+import pytest
 from PIL import Image, PngImagePlugin
 
 from detectors.metadata import MetadataReport, a1111_settings, parse_a1111
@@ -435,3 +436,43 @@ def test_verify_time_limit(tmp_path):
     rep = json.loads(res.stdout)
     assert "time limit of 0.2 s" in rep["image"]["reason"]
     assert _cli("verify", big, "--time-limit", "nan").exit_code == 2
+
+
+def _hang_in_native_code(path, *args):
+    """Stands in for a decoder stuck in native code: the alarm cannot interrupt it."""
+    import signal
+
+    from detectors import audit as audit_mod
+
+    if path.endswith("hang.png"):
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(120)
+    return audit_mod._real_verify_one(path, *args)
+
+
+def test_workers_stuck_in_native_code_are_killed(tmp_path, monkeypatch):
+    """The parent's safety net: no file finished for time_limit + STALL_GRACE, so the workers
+    are killed, the files they held retried one per process, the stuck one reported."""
+    import multiprocessing
+
+    from detectors import audit as audit_mod
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs fork (the stand-in is patched into the parent)")
+    root = tmp_path / "in"
+    root.mkdir()
+    for name in ("a.png", "hang.png", "z.png"):
+        _small_png(root / name)
+    monkeypatch.setattr(audit_mod, "_real_verify_one", audit_mod._verify_one, raising=False)
+    monkeypatch.setattr(audit_mod, "_verify_one", _hang_in_native_code)
+    monkeypatch.setattr(audit_mod, "STALL_GRACE", 1.0)
+    t0 = time.monotonic()
+    result = audit_mod.audit(root, workers=2, use_ledger=False, time_limit=0.5)
+    assert time.monotonic() - t0 < 60
+    by_name = {os.path.basename(r["file"]): r for r in result.reports}
+    assert sorted(by_name) == ["a.png", "hang.png", "z.png"]
+    assert "time limit" in by_name["hang.png"]["image"]["reason"]
+    assert by_name["a.png"]["verdict"]["outcome"] == "no-provenance"
+    assert by_name["z.png"]["verdict"]["outcome"] == "no-provenance"
+    assert any("workers were killed" in n for n in result.notes)
