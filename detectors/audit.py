@@ -21,6 +21,16 @@ end the audit: the files it had in hand are retried one at a time in fresh proce
 file that kills its process again is reported "unreadable" with that reason. If worker
 processes cannot start at all, the audit runs in this process instead.
 
+Time: every file gets at most ``time_limit`` seconds (default ``PER_FILE_SECONDS``): an alarm in
+the process doing the work stops the analysis and the file is reported "unreadable" with the
+reason. Work stuck in native code, where the alarm cannot interrupt it, is caught by the
+parent: when no worker finishes a file for ``time_limit + STALL_GRACE`` seconds the workers are
+killed and the files they held are retried one per fresh process, each killed at the limit.
+Ctrl-C (KeyboardInterrupt) stops the audit, not the report: ``audit`` returns the files done so
+far with ``summary["complete"]`` False and a note, so the JSON and CSV written from it are valid.
+Reports come to ``on_progress`` as each file finishes (``CsvStream`` writes them to disk as they
+come).
+
 Imports neither fakestudio nor torch (nor numpy, until a file is verified in this process).
 """
 
@@ -28,15 +38,22 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
+import signal
+import tempfile
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detectors.files import printable
 from detectors.verdict import CATEGORY_ORDER, make_verdict
 
 SCHEMA = "fakestudio.audit/1"
@@ -56,11 +73,18 @@ IMAGE_EXTENSIONS = frozenset(
         ".avif",
         ".heic",
         ".heif",
+        ".ico",
+        ".jp2",
+        ".j2k",
+        ".jpx",
+        ".jpf",
     }
 )
 FAIL_ON = ("unlabelled", "tampered", "ai-metadata", "unreadable")
 MEMORY_LIMIT_MB = 4096  # address space a worker may add to what it maps at start (RLIMIT_AS)
 INLINE_MAX_FILES = 2  # this few files are verified in-process (no worker start-up)
+PER_FILE_SECONDS = 60.0  # default time limit for the analysis of one file
+STALL_GRACE = 30.0  # no file finished for time_limit + this: the workers are stuck, kill them
 CSV_COLUMNS = (
     "file",
     "outcome",
@@ -94,6 +118,11 @@ class AuditResult:
     summary: dict
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def complete(self) -> bool:
+        """False when the audit was interrupted (Ctrl-C): the reports are those done by then."""
+        return bool(self.summary.get("complete", True))
+
     def exit_code(self, fail_on: Iterable[str] = ()) -> int:
         return fail_exit_code(self.summary, fail_on)
 
@@ -117,7 +146,42 @@ class AuditResult:
     def write_csv(self, path: str | os.PathLike) -> None:
         from detectors.files import atomic_write
 
-        atomic_write(Path(path), self.csv_text().encode("utf-8"))
+        atomic_write(Path(path), self.csv_text().encode("utf-8", "backslashreplace"))
+
+
+class CsvStream:
+    """CSV rows written as the files finish, to a hidden ``.NAME.*.part`` file beside ``path``
+    (flushed per row: a killed run leaves the rows done so far there); ``finish(result)``
+    replaces it by the final CSV in walk order, ``abort()`` removes it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        fd, self.tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent
+        )
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="")
+        self.writer = csv.DictWriter(self.fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        self.writer.writeheader()
+        self.fh.flush()
+
+    def add(self, report: dict) -> None:
+        if not self.fh.closed:
+            self.writer.writerow(csv_row(report))
+            self.fh.flush()
+
+    def finish(self, result: AuditResult) -> None:
+        self.fh.close()
+        try:
+            result.write_csv(self.path)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        self.fh.close()
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
 
 
 def audit(
@@ -130,13 +194,23 @@ def audit(
     on_progress: Progress | None = None,
     on_start: Callable[[int], None] | None = None,
     memory_limit_mb: int | None = MEMORY_LIMIT_MB,
+    time_limit: float | None = PER_FILE_SECONDS,
 ) -> AuditResult:
     """Verify every image under ``root``. ``on_start(total)`` is called once the walk is done,
-    ``on_progress(done, total, report_dict)`` after each file (in completion order)."""
+    ``on_progress(done, total, report_dict)`` after each file (in completion order).
+    ``time_limit``: seconds per file (None: no limit). Ctrl-C returns the files done so far
+    (``result.complete`` False)."""
     files, skipped, notes = find_images(root)
     total = len(files)
     workers = default_workers() if workers is None else max(1, int(workers))
-    args = (trust_anchors or None, str(ledger_path) if ledger_path else None, use_ledger)
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
+    args = (
+        trust_anchors or None,
+        str(ledger_path) if ledger_path else None,
+        use_ledger,
+        time_limit,
+    )
     results: list[dict | None] = [None] * total
     done = 0
 
@@ -147,18 +221,28 @@ def audit(
         if on_progress:
             on_progress(done, total, rep)
 
-    if workers <= 1 or total <= INLINE_MAX_FILES:
-        if on_start:
-            on_start(total)
-        for i, path in enumerate(files):
-            record(i, _verify_one(str(path), *args))
-    else:
-        # on_start (which may start a progress-bar thread) runs once the workers exist
-        left = _run_pool(files, args, min(workers, total), memory_limit_mb, record, notes, on_start)
-        for i in left:  # the workers could not start: do it here
-            record(i, _verify_one(str(files[i]), *args))
+    interrupted = False
+    try:
+        if workers <= 1 or total <= INLINE_MAX_FILES:
+            if on_start:
+                on_start(total)
+            for i, path in enumerate(files):
+                record(i, _verify_one(str(path), *args))
+        else:
+            # on_start (which may start a progress-bar thread) runs once the workers exist
+            left = _run_pool(
+                files, args, min(workers, total), memory_limit_mb, record, notes, on_start
+            )
+            for i in left:  # the workers could not start: do it here
+                record(i, _verify_one(str(files[i]), *args))
+    except KeyboardInterrupt:
+        interrupted = True
+        notes.append(f"interrupted: {done} of {total} files analysed; this report holds only those")
     reports = [r for r in results if r is not None]
-    return AuditResult(str(root), reports, summarise(reports, skipped), notes)
+    summary = summarise(reports, skipped)
+    summary["complete"] = not interrupted
+    summary["found"] = total
+    return AuditResult(str(root), reports, summary, notes)
 
 
 def find_images(root: str | os.PathLike) -> tuple[list[Path], int, list[str]]:
@@ -249,7 +333,7 @@ def csv_row(r: dict) -> dict:
     cam = m.get("camera") or {}
     entry = led.get("entry") or {}
     return {
-        "file": r.get("file"),
+        "file": printable(r.get("file")),
         "outcome": v.get("outcome"),
         "category": v.get("category"),
         "exit_code": v.get("exit_code"),
@@ -267,8 +351,8 @@ def csv_row(r: dict) -> dict:
         "camera": " ".join(x for x in (cam.get("make"), cam.get("model")) if x) or None,
         "ledger_match": led.get("how") if led.get("matched") else None,
         "ledger_entry": entry.get("file_name"),
-        "headline": v.get("headline"),
-        "reason": img.get("reason"),
+        "headline": printable(v.get("headline")),
+        "reason": printable(img.get("reason")) if img.get("reason") else None,
     }
 
 
@@ -282,15 +366,54 @@ def default_workers() -> int:
 # --- internals ------------------------------------------------------------------------------
 
 
-def _verify_one(path: str, anchors, ledger_path, use_ledger) -> dict:
+class TimeUp(BaseException):
+    """The per-file alarm (a BaseException: the checks' own ``except Exception`` must not
+    swallow it and carry on)."""
+
+
+@contextmanager
+def deadline(seconds: float | None):
+    """SIGALRM after ``seconds`` raises ``TimeUp`` here (main thread of a process only;
+    elsewhere, or with ``seconds`` None, no limit)."""
+    if (
+        not seconds
+        or not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TimeUp()
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def timeout_reason(seconds) -> str:
+    return f"the analysis took longer than the time limit of {seconds:g} s per file; stopped"
+
+
+def _verify_one(path: str, anchors, ledger_path, use_ledger, time_limit=None) -> dict:
     """Verify one file in this process; any unexpected failure becomes an "unreadable" report."""
     try:
         from detectors.verify import verify_image
 
-        rep = verify_image(
-            path, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger
-        )
+        try:
+            with deadline(time_limit):
+                rep = verify_image(
+                    path, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger
+                )
+        except TimeUp:
+            return error_report(path, timeout_reason(time_limit))
         return rep.to_dict(full=False)
+    except TimeUp:  # the alarm fired just as the analysis ended
+        return error_report(path, timeout_reason(time_limit))
     except MemoryError:
         return error_report(path, "out of memory while analysing this file")
     except Exception as e:  # noqa: BLE001 - one bad file never ends an audit
@@ -332,6 +455,14 @@ def error_report(path: str, why: str) -> dict:
 def _init_worker(memory_limit_mb: int | None) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # one process per core already
+    try:  # Ctrl-C is the parent's to handle: it kills the workers and keeps what is done
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):
+        pass
+    try:  # imported before the first file, so that the time limit counts analysis only
+        import detectors.verify  # noqa: F401
+    except Exception:  # noqa: BLE001 - the first file will report it
+        pass
     if memory_limit_mb:
         try:
             import resource
@@ -365,6 +496,16 @@ def _mp_context():
     return multiprocessing.get_context("spawn")
 
 
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes now (stuck in native code, or Ctrl-C)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):  # no public API (<3.14)
+        try:
+            proc.kill()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _new_pool(workers: int, memory_limit_mb: int | None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
@@ -391,6 +532,8 @@ def _run_pool(files, args, workers, memory_limit_mb, record, notes, on_start) ->
         return list(pending)
     inflight: dict = {}
     started = False
+    time_limit = args[3]
+    stall = time_limit + STALL_GRACE if time_limit else None
     try:
         while pending or inflight:
             while pending and len(inflight) < workers * 4:
@@ -400,8 +543,20 @@ def _run_pool(files, args, workers, memory_limit_mb, record, notes, on_start) ->
                 started = True
                 if on_start:
                     on_start(len(files))
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(inflight), timeout=stall, return_when=FIRST_COMPLETED)
             suspects: list[int] = []
+            if not done:  # no file finished for time_limit + STALL_GRACE: stuck in native code
+                suspects = list(inflight.values())
+                inflight.clear()
+                _kill(pool)
+                notes.append(
+                    f"no worker finished a file for {stall:g} s; the workers were killed and "
+                    f"{len(suspects)} file(s) retried one at a time"
+                )
+                for i in suspects:
+                    record(i, _isolated(files[i], args, memory_limit_mb))
+                pool = _new_pool(workers, memory_limit_mb)
+                continue
             for fut in done:
                 i = inflight.pop(fut)
                 try:
@@ -420,6 +575,9 @@ def _run_pool(files, args, workers, memory_limit_mb, record, notes, on_start) ->
                 record(i, _isolated(files[i], args, memory_limit_mb))
             pool = _new_pool(workers, memory_limit_mb)
         return []
+    except BaseException:  # Ctrl-C: do not wait for the files in hand
+        _kill(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -430,13 +588,22 @@ def _ping() -> int:
 
 def _isolated(path: Path, args: tuple, memory_limit_mb) -> dict:
     pool = _new_pool(1, memory_limit_mb)
+    time_limit = args[3]
     try:
-        return pool.submit(_verify_one, str(path), *args).result()
+        return pool.submit(_verify_one, str(path), *args).result(
+            timeout=time_limit + STALL_GRACE if time_limit else None
+        )
+    except FutureTimeout:
+        _kill(pool)
+        return error_report(str(path), timeout_reason(time_limit))
     except BrokenProcessPool:
         return error_report(
             str(path), "the analysis process crashed on this file (native library or memory limit)"
         )
     except Exception as e:  # noqa: BLE001
         return error_report(str(path), f"{type(e).__name__}: {e}")
+    except BaseException:  # Ctrl-C
+        _kill(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -18,6 +18,10 @@ Mapping (c2pa-python 0.38 / c2pa-rs 0.91):
 - "Remote: ..." errors                        -> "remote-not-fetched"
 - `NotSupported`, files too large             -> "unsupported"
 - anything else from the library              -> "error" (with the message)
+- a store that ``detectors.containers`` finds in the file while the library reports none
+  or fails on it (junk, zeroed, cut short, a length field past the end of the file)
+                                              -> "damaged" (``reconcile_store``): a broken
+  credential is never "no credential"
 
 Imports neither fakestudio nor torch; the c2pa library itself is loaded on first use.
 """
@@ -43,6 +47,7 @@ STATES = (
     "remote-not-fetched",
     "unsupported",
     "error",
+    "damaged",
 )
 
 GENERATION_LABEL = "org.fakestudio.generation"
@@ -152,6 +157,23 @@ def read_c2pa(
         return _read(path_or_bytes, mime, trust_anchors)
     except Exception as e:  # last resort: a verifier must not crash on a hostile file
         return C2paResult("error", message=_one_line(f"{type(e).__name__}: {e}"))
+
+
+def reconcile_store(result: C2paResult, stores: list) -> C2paResult:
+    """The reader's answer checked against the stores found in the container
+    (``detectors.containers.Store``): a store that is there but read as absent, or that made
+    the reader fail, gives the state "damaged", naming what was found where."""
+    if not stores or result.state not in ("absent", "error", "unsupported"):
+        return result
+    if result.state == "unsupported" and "too large" in result.message:
+        return result
+    found = "; ".join(s.describe() for s in stores[:3])
+    why = "the reader found no manifest in it" if result.state == "absent" else result.message
+    return C2paResult(
+        "damaged",
+        message=_one_line(f"a C2PA manifest store is present but cannot be read ({why}): {found}"),
+        embedded=True,
+    )
 
 
 # --- internals ------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 
 Guards, in order:
 
+* only the formats in ``IMAGE_FORMATS`` are ever opened (Pillow is told so): never EPS/PS
+  (Pillow would run Ghostscript to read it), nor any of Pillow's other plugins;
 * files over ``MAX_FILE_BYTES`` (256 MB) are not opened;
 * the header's pixel count is checked before any pixel is decoded: over ``MAX_PIXELS``
   (64 MP) the file is refused as a possible decompression bomb (Pillow's own
@@ -50,6 +52,25 @@ MAX_PIXELS = 64 * 1000 * 1000
 ANALYSIS_MAX_PIXELS = 4096 * 4096
 MIN_ANALYSIS_SIDE = 256  # below this the watermark decoders cannot work
 MAX_SIDE = 65_535  # no format fakestudio meets goes beyond; a bigger header is hostile
+
+#: The only Pillow formats opened for analysis: what the verifier supports. Never EPS (it runs
+#: Ghostscript), nor the scientific and legacy formats nobody uploads.
+IMAGE_FORMATS = (
+    "PNG",
+    "JPEG",
+    "MPO",
+    "WEBP",
+    "GIF",
+    "BMP",
+    "DIB",
+    "TIFF",
+    "ICO",
+    "JPEG2000",
+    "AVIF",
+    "HEIF",
+)
+SUPPORTED_TEXT = "PNG, JPEG, WebP, GIF, BMP, TIFF, ICO, JPEG 2000, AVIF"
+_POSTSCRIPT = (b"%!PS", b"\xc5\xd0\xd3\xc6")
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
@@ -117,6 +138,8 @@ def open_image(
             )
         except Exception as e:  # noqa: BLE001 - any failure is a reason, not a crash
             return None, _fail(info, _why(e))
+    except UnidentifiedImageError:
+        return None, _fail(info, _unidentified(path, data))
     except Exception as e:  # noqa: BLE001
         return None, _fail(info, _why(e))
     info["format"] = im.format
@@ -204,7 +227,7 @@ def _open_guarded(source, info: dict) -> Image.Image:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            return Image.open(source)
+            return Image.open(source, formats=open_formats())
         except Image.DecompressionBombError as e:
             raise _Refused(f"decompression-bomb guard: {e}") from None
         except ValueError as e:
@@ -221,6 +244,25 @@ def _open_guarded(source, info: dict) -> Image.Image:
 
 class _Refused(Exception):
     pass
+
+
+def open_formats() -> list[str]:
+    Image.init()  # registers the plugins; only those named in IMAGE_FORMATS are tried
+    return [f for f in IMAGE_FORMATS if f in Image.OPEN]
+
+
+def _unidentified(path, data: bytes | None) -> str:
+    try:
+        if data is not None:
+            head = data[:8]
+        else:
+            with open(path, "rb") as fh:
+                head = fh.read(8)
+    except OSError:
+        head = b""
+    if head.startswith(_POSTSCRIPT):
+        return "PostScript/EPS is never opened (reading it would run Ghostscript)"
+    return f"not an image in a format the verifier reads ({SUPPORTED_TEXT}), or not an image at all"
 
 
 def exif_of(im: Image.Image) -> Image.Exif:

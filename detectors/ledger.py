@@ -8,7 +8,9 @@ Rows hold file names, never paths, and the public record (no prompt unless recor
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,19 @@ class LedgerEntry:
     id: int | None = None
 
 
+def _private(path: Path) -> None:
+    """The ledger holds recorded prompts: mode 0600, like the signing key (SQLite gives its
+    journal files the database's mode). An existing, more open ledger of ours is tightened."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+        st = path.stat()
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, 0o600)
+    except (OSError, AttributeError):
+        pass  # read-only media, other platforms: sqlite reports what matters
+
+
 def default_path() -> Path:
     return data_dir() / "ledger.sqlite"
 
@@ -60,9 +75,11 @@ class Ledger:
             if not self.path.exists():
                 self.db = None
                 return
-            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            uri = "file:" + urllib.parse.quote(str(self.path.absolute())) + "?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, timeout=10)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _private(self.path)
             self.db = sqlite3.connect(self.path, timeout=10)
             self.db.executescript(SCHEMA)
 

@@ -27,6 +27,7 @@ import re
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
+from xml.sax.handler import ContentHandler
 
 from PIL import Image
 
@@ -65,18 +66,7 @@ T_MAKE, T_MODEL, T_ORIENTATION, T_SOFTWARE, T_DATETIME = 0x010F, 0x0110, 0x0112,
 T_DESCRIPTION, T_ARTIST = 0x010E, 0x013B
 T_DATETIME_ORIGINAL, T_USER_COMMENT, T_LENS_MODEL = 0x9003, 0x9286, 0xA434
 
-_A1111_PARAM = re.compile(r'\s*([\w][\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_XMP_DST = re.compile(
-    r"""(?:\w+:)?DigitalSourceType\s*(?:=\s*["']([^"']{1,500})["']|"""
-    r"""rdf:resource\s*=\s*["']([^"']{1,500})["']|>\s*([^<]{1,500}?)\s*<)""",
-    re.S,
-)
-_XMP_CREATOR = re.compile(
-    r"""xmp:CreatorTool\s*(?:=\s*["']([^"']{1,500})["']|>\s*([^<]{1,500}?)\s*<)""", re.S
-)
-_DST_RESOURCE = re.compile(
-    r"""DigitalSourceType[^>]*?rdf:resource\s*=\s*["']([^"']{1,500})["']""", re.S
-)
+MAX_SETTINGS_LINE = 64 * 1024  # an A1111 settings line longer than this is cut
 
 
 @dataclass
@@ -111,14 +101,20 @@ class MetadataReport:
         return d
 
 
-def read_metadata(image: Image.Image, open_warnings: list[str] | None = None) -> MetadataReport:
+def read_metadata(
+    image: Image.Image,
+    open_warnings: list[str] | None = None,
+    extra_texts: dict[str, str] | None = None,
+) -> MetadataReport:
     """Read every claim from an opened Pillow image; no pixel is decoded. Call it after the
     image was loaded to also see the PNG chunks that follow the pixel data.
     ``open_warnings``: what Pillow warned about while opening the file (``info["warnings"]``
-    from ``detectors.image_io.open_image``: a JPEG's EXIF is parsed then), reported as problems."""
+    from ``detectors.image_io.open_image``: a JPEG's EXIF is parsed then), reported as problems.
+    ``extra_texts``: PNG text chunks Pillow dropped (an iTXt that is not valid UTF-8), decoded
+    with replacement characters by ``detectors.containers``; read like the others."""
     rep = MetadataReport()
     try:
-        _read(image, rep)
+        _read(image, rep, extra_texts or {})
     except Exception as e:  # noqa: BLE001 - a hostile file must never crash the verifier
         rep.problems.append(_clip(f"metadata could not be read: {type(e).__name__}: {e}"))
     for w in open_warnings or []:
@@ -159,18 +155,54 @@ def parse_a1111(text: str) -> dict:
             line = line[len("Negative prompt:") :].strip()
         (negative if in_negative else prompt).append(line)
     settings: dict[str, str] = {}
-    for key, value in _A1111_PARAM.findall(settings_line):
+    for key, value in a1111_settings(settings_line[:MAX_SETTINGS_LINE]):
         if len(settings) >= MAX_ITEMS:
             break
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        settings[_clip(key.strip(), 60)] = _clip(value)
+        settings[_clip(key, 60)] = _clip(value)
     return {
         "prompt": _clip("\n".join(prompt).strip()) or None,
         "negative_prompt": _clip("\n".join(negative).strip()) or None,
         "settings": settings,
     }
+
+
+def a1111_settings(line: str) -> list[tuple[str, str]]:
+    """``Key: value, Key 2: "quoted, value", ...`` -> [(key, value)], in one linear pass (a
+    backtracking regex here took seconds on a hostile line). A key is the longest run of word
+    characters, spaces, ``-`` and ``/`` before a colon; a value runs to the next comma, or is a
+    double-quoted string with backslash escapes."""
+    out: list[tuple[str, str]] = []
+    pos, n = 0, len(line)
+    while pos < n:
+        colon = line.find(":", pos)
+        if colon < 0:
+            break
+        k = colon
+        while k > pos and (line[k - 1].isalnum() or line[k - 1] in "_ -/"):
+            k -= 1
+        key = line[k:colon].strip()
+        while key and not (key[0].isalnum() or key[0] == "_"):
+            key = key[1:].lstrip()
+        j = colon + 1
+        while j < n and line[j].isspace():
+            j += 1
+        end = -1
+        if j < n and line[j] == '"':
+            q = j + 1
+            while q < n and line[q] != '"':
+                q += 2 if line[q] == "\\" else 1
+            if q < n:
+                end = q + 1
+        if end > 0:
+            value = line[j + 1 : end - 1]
+            comma = line.find(",", end)
+        else:
+            comma = line.find(",", j)
+            value = line[j : comma if comma >= 0 else n].strip()
+        if len(key) >= 2:
+            out.append((key, value))
+        pos = comma + 1 if comma >= 0 else n
+    return out
 
 
 def decode_user_comment(raw: Any) -> str | None:
@@ -200,10 +232,20 @@ def _A1111_SETTINGS(line: str) -> bool:  # noqa: N802 - reads like a constant pr
     return "Steps:" in line and ("Sampler:" in line or "Seed:" in line)
 
 
-def _read(im: Image.Image, rep: MetadataReport) -> None:
+def _read(im: Image.Image, rep: MetadataReport, extra_texts: dict[str, str]) -> None:
     info = dict(im.info or {})
     rep.keys = [_clip(str(k), 60) for k in list(info)[:MAX_ITEMS]]
     texts = {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
+    for key, value in list(extra_texts.items())[:MAX_ITEMS]:
+        if key not in texts and isinstance(value, str):
+            texts[key] = value
+            rep.keys.append(_clip(key, 60))
+            if "\ufffd" in value:
+                rep.problems.append(
+                    _clip(
+                        f"text chunk {key!r} is not valid UTF-8: shown with replacement characters"
+                    )
+                )
     exif, exif_ifd, gps = _exif(im, info, rep)
 
     # --- generators' own chunks ---
@@ -480,18 +522,23 @@ def _novelai(rep: MetadataReport, texts: dict) -> None:
 
 def _xmp(rep: MetadataReport, xmp: Any) -> None:
     if isinstance(xmp, (bytes, bytearray)):
+        size = len(xmp)
         text = bytes(xmp[:MAX_XMP]).decode("utf-8", "replace")
     else:
+        size = len(str(xmp))
         text = str(xmp)[:MAX_XMP]
-    dst = None
-    m = _DST_RESOURCE.search(text) or _XMP_DST.search(text)
-    if m:
-        dst = next((g for g in m.groups() if g), None)
-        dst = dst.strip() if dst else None
-    creator = None
-    m = _XMP_CREATOR.search(text)
-    if m:
-        creator = next((g for g in m.groups() if g), None)
+    if size > MAX_XMP:
+        rep.xmp = {"digital_source_type": None, "creator_tool": None}
+        rep.problems.append(f"XMP packet of {size} bytes is over {MAX_XMP} bytes: not parsed")
+        return
+    try:
+        dst, creator = parse_xmp(text)
+    except XmpError as e:
+        rep.xmp = {"digital_source_type": None, "creator_tool": None}
+        rep.problems.append(_clip(f"XMP packet is not well-formed XML, not parsed ({e})"))
+        return
+    dst = dst.strip() if dst else None
+    creator = creator.strip() if creator else None
     rep.xmp = {"digital_source_type": _clip(dst), "creator_tool": _clip(creator)}
     if dst:
         ai = is_ai_source_type(dst)
@@ -502,10 +549,98 @@ def _xmp(rep: MetadataReport, xmp: Any) -> None:
                 "xmp",
                 "XMP Iptc4xmpExt:DigitalSourceType",
                 ai,
-                f"XMP says the digital source type is {code}",
+                f"XMP says the digital source type is {_clip(code, 100)}",
                 {"digital_source_type": _clip(dst), "creator_tool": _clip(creator)},
             )
         )
+
+
+class XmpError(ValueError):
+    """An XMP packet that is not well-formed XML, or that uses a DTD or entities."""
+
+
+def parse_xmp(text: str) -> tuple[str | None, str | None]:
+    """(IPTC DigitalSourceType, xmp:CreatorTool) of an XMP packet, read with a streaming XML
+    parser that refuses DTDs, entity declarations and external references (``defusedxml``),
+    in time linear in the packet's size. Prefixes are matched by local name, so an XMP whose
+    writer forgot a namespace declaration still reads. Raises ``XmpError`` for bad XML."""
+    import xml.sax
+
+    from defusedxml import DefusedXmlException
+    from defusedxml.sax import parseString
+
+    start, end = text.find("<"), text.rfind(">")
+    if start < 0 or end < start:
+        raise XmpError("no XML element")
+    handler = _XmpHandler()
+    try:
+        parseString(
+            text[start : end + 1].encode("utf-8", "replace"),
+            handler,
+            forbid_dtd=True,
+            forbid_entities=True,
+            forbid_external=True,
+        )
+    except _XmpDone:
+        pass
+    except (xml.sax.SAXException, DefusedXmlException, ValueError) as e:
+        raise XmpError(f"{type(e).__name__}: {_clip(str(e), 120)}") from None
+    return handler.dst, handler.creator
+
+
+class _XmpDone(Exception):
+    pass
+
+
+def _local(name: str) -> str:
+    return name.rsplit(":", 1)[-1]
+
+
+class _XmpHandler(ContentHandler):
+    """Collects the first DigitalSourceType and CreatorTool, as attributes of any element,
+    as element text (bounded) or as an ``rdf:resource``."""
+
+    def __init__(self):
+        super().__init__()
+        self.dst: str | None = None
+        self.creator: str | None = None
+        self._in: str | None = None  # "dst" or "creator" while inside such an element
+        self._text: list[str] = []
+        self._size = 0
+
+    def startElement(self, name, attrs):  # noqa: N802 - SAX API
+        for key in attrs.getNames():
+            local = _local(key)
+            if local == "DigitalSourceType" and self.dst is None:
+                self.dst = attrs.getValue(key)[:MAX_TEXT]
+            elif local == "CreatorTool" and self.creator is None:
+                self.creator = attrs.getValue(key)[:MAX_TEXT]
+        local = _local(name)
+        if local in ("DigitalSourceType", "CreatorTool"):
+            which = "dst" if local == "DigitalSourceType" else "creator"
+            if getattr(self, which) is None:
+                resource = next(
+                    (attrs.getValue(k) for k in attrs.getNames() if _local(k) == "resource"), None
+                )
+                if resource:
+                    setattr(self, which, resource[:MAX_TEXT])
+                else:
+                    self._in, self._text, self._size = which, [], 0
+
+    def characters(self, content):
+        if self._in and self._size < MAX_TEXT:
+            self._text.append(content)
+            self._size += len(content)
+
+    def endElement(self, name):  # noqa: N802 - SAX API
+        local = _local(name)
+        if self._in and local in ("DigitalSourceType", "CreatorTool"):
+            value = "".join(self._text).strip()[:MAX_TEXT]
+            if value and getattr(self, self._in) is None:
+                setattr(self, self._in, value)
+            self._in = None
+        if self.dst is not None and self.creator is not None:
+            raise _XmpDone
 
 
 def _camera(rep: MetadataReport, exif: dict, exif_ifd: dict, gps: dict) -> None:

@@ -206,6 +206,8 @@ def decide(
         codes = ", ".join(c2pa.get("status_codes") or []) or c2pa.get("message") or state
         if state == "tampered":
             head = "Tampered: the file no longer matches its signed Content Credentials"
+        elif state == "damaged":
+            head = "Damaged Content Credentials: a C2PA store is present but cannot be read"
         else:
             head = "Invalid Content Credentials: the manifest cannot be relied on"
         reasons.append(f"C2PA: {codes}")
@@ -310,7 +312,10 @@ def manifest_declares_ai(c2pa: dict) -> bool:
 
 def credentials_broken(c2pa: dict) -> bool:
     """A c2pa "error" that comes from a manifest it found but could not parse (junk JUMBF,
-    a malformed claim), as opposed to a file it could not read at all."""
+    a malformed claim), as opposed to a file it could not read at all; or a store found in the
+    container that the reader could not read ("damaged")."""
+    if c2pa.get("state") == "damaged":
+        return True
     if c2pa.get("state") != "error":
         return False
     msg = str(c2pa.get("message") or "").lower()

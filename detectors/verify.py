@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors import image_io
-from detectors.c2pa import C2paResult, read_c2pa
+from detectors import containers, image_io
+from detectors.c2pa import C2paResult, read_c2pa, reconcile_store
 from detectors.metadata import MetadataReport, read_metadata
 from detectors.paths import config_dir
 from detectors.verdict import (
@@ -131,18 +131,23 @@ def verify_image(
         im, info = image_io.open_image(p, info, data=data)
 
     # C2PA works on the bytes even when Pillow cannot decode the pixels.
+    scan = containers.Scan()
     if sha is None:  # missing, not a file, too large or not readable
         c2pa = C2paResult("error", message=info["reason"] or "cannot read the file")
     else:
         mime = info.get("mime")
         c2pa = read_c2pa(data if data is not None else p, mime=mime, trust_anchors=anchors)
+        scan = containers.scan_container(data) if data is not None else containers.scan_file(p)
+        c2pa = reconcile_store(c2pa, scan.stores)
+        _container_notes(scan, c2pa, info)
 
     meta = MetadataReport()
     rgb = None
     if im is not None:
         rgb, info = image_io.load_image(p, transpose=False, info=info, image=im, close=False)
         try:
-            meta = read_metadata(im, info.get("warnings"))
+            dropped = {k: v for k, v in scan.texts.items() if k not in (im.info or {})}
+            meta = read_metadata(im, info.get("warnings"), extra_texts=dropped)
         finally:
             im.close()
 
@@ -206,6 +211,17 @@ def verify_image(
         verdict=verdict,
         trust=trust,
     )
+
+
+def _container_notes(scan, c2pa: C2paResult, info: dict) -> None:
+    """What the container walk found wrong (bad CRCs, lengths past the end, a store whose own
+    length field disagrees with its container while the signed content verifies)."""
+    for problem in scan.problems:
+        info["notes"].append(f"container: {problem}")
+    if c2pa.state != "damaged":
+        for store in scan.stores:
+            if store.note:
+                info["notes"].append(f"C2PA store {store.describe()}")
 
 
 # --- perceptual hash --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 a usage error or bad input (one line on stderr, no trac
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ class _Group(click.Group):
 
             module, attr = LAZY_COMMANDS[name].split(":")
             cmd = getattr(importlib.import_module(module), attr)
+        if cmd is not None:
+            finite_floats(cmd)
         return cmd
 
     @staticmethod
@@ -65,6 +68,37 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("fakestudio: interrupted; no partial file was left behind", err=True)
             ctx.exit(130)
+
+
+class _Finite(click.ParamType):
+    """A float option that refuses nan and inf with one line naming the option (click's own
+    float type, and its ranges, let nan through: every comparison with nan is false)."""
+
+    def __init__(self, inner: click.ParamType):
+        self.inner = inner
+        self.name = inner.name
+
+    def convert(self, value, param, ctx):
+        v = self.inner.convert(value, param, ctx)
+        if isinstance(v, float) and not math.isfinite(v):
+            opt = param.opts[0] if param is not None and param.opts else "a number"
+            raise UserError(f"{opt} {value}: must be a finite number")
+        return v
+
+    def get_metavar(self, param, ctx=None):
+        return self.inner.get_metavar(param, ctx) if ctx is not None else None
+
+    def __repr__(self):
+        return repr(self.inner)
+
+
+def finite_floats(cmd: click.Command) -> None:
+    """Make every float option of ``cmd`` (and of its subcommands) refuse nan and inf."""
+    for param in cmd.params:
+        if isinstance(param.type, click.types.FloatParamType):
+            param.type = _Finite(param.type)
+    for sub in getattr(cmd, "commands", {}).values():
+        finite_floats(sub)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

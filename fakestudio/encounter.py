@@ -138,7 +138,9 @@ def region_masks(
             hard[i, round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = 1
     else:
         try:
-            with Image.open(spec) as im:
+            from detectors.image_io import open_formats
+
+            with Image.open(spec, formats=open_formats()) as im:
                 rgb = (
                     np.asarray(im.convert("RGB").resize((w, h), Image.NEAREST)).astype(np.float32)
                     / 255
@@ -465,8 +467,14 @@ def resolve_person(person: Person) -> Person:
 def check_config(cfg: EncounterConfig) -> None:
     if len(cfg.persons) != 2:
         raise UserError(f"an encounter needs exactly two --person LoRAs (got {len(cfg.persons)})")
+    from fakestudio.generate import MAX_SEED, check_text
+
+    check_text("the --scene", cfg.scene)
+    check_text("--negative", cfg.negative)
     if not cfg.scene.strip():
         raise UserError("the --scene is empty")
+    if cfg.seed is not None and not 0 <= cfg.seed <= MAX_SEED - max(0, cfg.n - 1):
+        raise UserError(f"--seed {cfg.seed} with -n {cfg.n}: seeds run past 2^64-1 ({MAX_SEED})")
     for p in cfg.persons:
         if not p.lora.is_file():
             raise UserError(f"{p.lora}: LoRA file not found")
@@ -487,15 +495,19 @@ def encounter(
     """Generate cfg.n labelled encounter images (regional, or naive merge with cfg.merge)."""
     check_config(cfg)
     out_dir = check_writable(cfg.out)
+    from detectors.files import clean_stale_parts
+
+    clean_stale_parts(out_dir)  # temp files a killed run left (our own naming only)
     persons = [resolve_person(p) for p in cfg.persons]
 
     import torch
 
+    from fakestudio.devices import resolve_device
     from fakestudio.generate import DEFAULT_SIZE, make_record, render
     from fakestudio.models import load_base
     from fakestudio.schedulers import make_scheduler
 
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.device)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     base = load_base(
         cfg.base, config=cfg.config, tokenizer=cfg.tokenizer, dtype=dtype, device=device

@@ -8,11 +8,13 @@ because the watermark payload is derived from the settings (see record.py).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detectors.files import clean_stale_parts
 from fakestudio.errors import UserError
 from fakestudio.label.labeller import (
     LabelOptions,
@@ -52,12 +54,37 @@ class GenerateConfig:
     device: str | None = None  # None: cuda when available, else cpu
 
 
+MAX_IMAGES = 10_000
+MAX_SEED = 2**64 - 1
+
+
+def check_text(name: str, text: str) -> None:
+    """A prompt must be text: a shell can pass bytes that are not UTF-8 (Python keeps them as
+    lone surrogates, which no tokenizer accepts)."""
+    for i, ch in enumerate(text):
+        if "\ud800" <= ch <= "\udfff":
+            raw = ord(ch) - 0xDC00 if "\udc80" <= ch <= "\udcff" else None
+            what = f"byte 0x{raw:02x}" if raw is not None else "a lone surrogate"
+            raise UserError(f"{name} is not valid UTF-8 text ({what} at character {i})")
+
+
 def check_config(cfg: GenerateConfig) -> None:
     """Everything that can be checked before loading a model."""
+    check_text("the prompt", cfg.prompt)
+    check_text("--negative", cfg.negative)
     if not cfg.prompt.strip():
         raise UserError("the prompt is empty")
     if cfg.n < 1:
         raise UserError(f"-n must be at least 1 (got {cfg.n})")
+    if cfg.n > MAX_IMAGES:
+        raise UserError(f"-n {cfg.n}: at most {MAX_IMAGES} images per run")
+    if cfg.seed is not None and not 0 <= cfg.seed <= MAX_SEED - (cfg.n - 1):
+        raise UserError(
+            f"--seed {cfg.seed} with -n {cfg.n}: seeds run past 2^64-1 ({MAX_SEED}); "
+            "seeds are 0 .. 2^64-1"
+        )
+    if not math.isfinite(cfg.guidance):
+        raise UserError(f"--guidance {cfg.guidance}: must be a finite number")
     if cfg.steps < 1 or cfg.steps > 1000:
         raise UserError(f"--steps must be between 1 and 1000 (got {cfg.steps})")
     for name, v in (("--width", cfg.width), ("--height", cfg.height)):
@@ -87,13 +114,15 @@ def generate(
     prompt, prompt_loras = extract_prompt_loras(cfg.prompt, cfg.lora_dir)
     specs = [*cfg.loras, *prompt_loras]
     out_dir = check_writable(cfg.out)
+    clean_stale_parts(out_dir)  # temp files a killed run left (our own naming only)
 
     import torch
 
+    from fakestudio.devices import resolve_device
     from fakestudio.models import load_base
     from fakestudio.schedulers import make_scheduler
 
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.device)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     base = load_base(
         cfg.base, config=cfg.config, tokenizer=cfg.tokenizer, dtype=dtype, device=device

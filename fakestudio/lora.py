@@ -9,9 +9,11 @@ Both file forms load through diffusers' own `load_lora_weights`: the diffusers/p
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from detectors.fingerprint import sha256_file  # noqa: F401  (re-exported for callers)
 from fakestudio.errors import UserError
@@ -37,9 +39,13 @@ def parse_lora_arg(arg: str) -> LoraSpec:
     head, sep, tail = arg.rpartition(":")
     if sep and head:
         try:
-            return LoraSpec(Path(head).expanduser(), float(tail))
+            weight = float(tail)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(weight):
+                raise UserError(f"--lora {arg}: the weight must be a finite number, not {tail}")
+            return LoraSpec(Path(head).expanduser(), weight)
     return LoraSpec(Path(arg).expanduser())
 
 
@@ -57,20 +63,43 @@ def extract_prompt_loras(prompt: str, lora_dir: Path | None) -> tuple[str, list[
             w = float(weight) if weight is not None else 1.0
         except ValueError:
             raise UserError(f"<lora:{name}:{weight}>: weight {weight!r} is not a number") from None
+        if not math.isfinite(w):
+            raise UserError(f"<lora:{name}:{weight}>: the weight must be a finite number")
         specs.append(LoraSpec(path, w))
     clean = re.sub(r"\s{2,}", " ", PROMPT_LORA.sub("", prompt)).strip(" ,")
     return clean, specs
 
 
 def _find_in_dir(lora_dir: Path, name: str) -> Path:
+    """A prompt tag's file, inside ``lora_dir`` only: no ``..``, no absolute path, no symbolic
+    link that leads out (a prompt can come from anyone: a copied A1111 prompt, a web form)."""
     if not lora_dir.is_dir():
         raise UserError(f"{lora_dir}: --lora-dir is not a folder")
-    for cand in (lora_dir / name, lora_dir / f"{name}.safetensors"):
+    root = lora_dir.resolve()
+    rel = PurePosixPath(name.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts or PureWindowsPath(name).drive:
+        raise UserError(f"<lora:{name}>: a LoRA name must stay inside --lora-dir {lora_dir}")
+    outside = None
+    for cand in (
+        root.joinpath(*rel.parts),
+        root.joinpath(*rel.parts[:-1], f"{rel.name}.safetensors"),
+    ):
         if cand.is_file():
-            return cand
-    hits = sorted(lora_dir.rglob(f"{name}.safetensors"))
-    if hits:
-        return hits[0]
+            if cand.resolve().is_relative_to(root):
+                return cand
+            outside = cand
+    want = f"{rel.name}.safetensors"
+    for dirpath, _dirnames, filenames in sorted(os.walk(root)):  # links to folders: not followed
+        if want in filenames:
+            cand = Path(dirpath, want)
+            if cand.relative_to(root).as_posix().endswith(f"{rel}.safetensors"):
+                if cand.resolve().is_relative_to(root):
+                    return cand
+                outside = cand
+    if outside is not None:
+        raise UserError(
+            f"<lora:{name}>: {outside.name} in {lora_dir} is a link to a file outside it; refused"
+        )
     raise UserError(f"<lora:{name}>: no {name}.safetensors in {lora_dir}")
 
 
@@ -140,16 +169,27 @@ def apply_loras(pipe, specs: list[LoraSpec]) -> list[LoraRef]:
 
 
 def _load_one(pipe, path: Path, adapter: str) -> None:
+    import diffusers.utils.logging as dlog
+
+    level = dlog.get_verbosity()
+    dlog.set_verbosity(dlog.CRITICAL)  # diffusers logs its own error line before raising: ours only
     try:
         pipe.load_lora_weights(str(path), adapter_name=adapter)
     except (RuntimeError, ValueError, KeyError, IndexError) as e:
         msg = _short(e)
+        if "target modules" in msg.lower() and "not found" in msg.lower():
+            raise UserError(
+                f"{path}: no layer of this base matches the LoRA's target modules "
+                "(made for another base architecture?)"
+            ) from None
         if any(w in msg.lower() for w in ("size mismatch", "mismatched_sizes", "shape")):
             raise UserError(
                 f"{path}: LoRA was made for another base architecture "
                 f"(tensor shapes do not fit this base: {msg[:100]})"
             ) from None
         raise UserError(f"{path}: cannot load this LoRA ({msg})") from None
+    finally:
+        dlog.set_verbosity(level)
     loaded = {a for adapters in pipe.get_list_adapters().values() for a in adapters}
     if adapter not in loaded:
         raise UserError(

@@ -37,7 +37,7 @@ from detectors.compare import (
     load_image,
     verdict_of,
 )
-from detectors.files import atomic_write
+from detectors.files import atomic_write, printable
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PREVIEW_SIDE = 1024  # previews embedded in pages are at most this large
@@ -190,7 +190,7 @@ def render_audit(reports: list[dict], *, title: str | None = None) -> str:
 def write_html(text: str, path: str | Path) -> Path:
     """Write a rendered page atomically (never a half-written report)."""
     path = Path(path)
-    atomic_write(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8", "backslashreplace"))
     return path
 
 
@@ -539,7 +539,7 @@ def _nolink(value: Any) -> Markup:
 
 
 def _text(value: Any, limit: int = MAX_TEXT) -> str:
-    s = " ".join(str(value).split()) if value is not None else ""
+    s = " ".join(printable(value).split()) if value is not None else ""
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 

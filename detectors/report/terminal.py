@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from detectors.files import printable
 from detectors.verdict import CATEGORY_ORDER
 
 STYLES = {
@@ -44,7 +45,7 @@ def report_renderable(report: dict) -> Group:
     v = report.get("verdict") or {}
     style = STYLES.get(v.get("category", ""), "bold")
     head = Text()
-    head.append(f"{report.get('file', '?')}\n", style="bold")
+    head.append(f"{printable(report.get('file', '?'))}\n", style="bold")
     head.append(_clip(v.get("headline", "")), style=style)
     head.append(f"\noutcome: {v.get('outcome')}   exit code: {v.get('exit_code')}", style="dim")
     parts: list[Any] = [Panel(head, border_style=style.replace("bold ", ""), expand=True)]
@@ -210,8 +211,8 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
     if report.get("sha256"):
         fl.append(f"sha256 {report['sha256']}")
     if img.get("reason"):
-        fl.append(img["reason"])
-    fl += list(img.get("notes") or [])
+        fl.append(printable(img["reason"]))
+    fl += [printable(n) for n in img.get("notes") or []]
     out.append(("File", fl or ["-"]))
     return out
 
@@ -234,5 +235,5 @@ def _provenance_line(p: dict) -> str:
 
 
 def _clip(v: Any, limit: int = MAX_SHOWN) -> str:
-    s = str(v) if v is not None else ""
+    s = printable(v) if v is not None else ""
     return s if len(s) <= limit else s[:limit] + "..."

@@ -10,6 +10,34 @@ from pathlib import Path
 
 import click
 
+from fakestudio.errors import UserError
+
+MAX_SEED = 2**64 - 1
+
+
+class SeedType(click.ParamType):
+    """A seed: 0 .. 2^64-1; -1 means random, as in Automatic1111; other negatives are refused."""
+
+    name = "seed"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            v = value
+        else:
+            try:
+                v = int(str(value).strip(), 10)
+            except ValueError:
+                raise UserError(f"--seed {value}: not a whole number") from None
+        if v == -1:
+            return None
+        if not 0 <= v <= MAX_SEED:
+            raise UserError(
+                f"--seed {value}: out of range; seeds are 0 .. {MAX_SEED} (2^64-1), "
+                "and -1 means random"
+            )
+        return v
+
+
 RENDER_OPTIONS = [
     click.option(
         "--out",
@@ -24,9 +52,10 @@ RENDER_OPTIONS = [
     ),
     click.option(
         "--seed",
-        type=int,
+        type=SeedType(),
         default=None,
-        help="Seed of the first image (image i uses seed+i). Default: random.",
+        help="Seed of the first image (image i uses seed+i), 0 .. 2^64-1. Default, or -1 "
+        "(as in Automatic1111): random, and recorded. Other negative seeds are refused.",
     ),
     click.option("--negative", default="", help="Negative prompt."),
     click.option("--steps", type=int, default=20, show_default=True),

@@ -6,6 +6,7 @@ Neither command imports torch or diffusers: only ``detectors`` (numpy, Pillow, c
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -32,6 +33,7 @@ Exit codes:
   2  usage error (bad option, missing folder)
   3  --fail-on tampered matched at least one file
   4  --fail-on unreadable matched at least one file
+  130 interrupted (Ctrl-C): the reports, CSV and JSON hold the files done so far
 The most urgent code wins: 3, then 4, then 1.
 """
 
@@ -98,7 +100,16 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
     default=None,
     help="Also write a self-contained HTML report (one image) to this file.",
 )
-def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
+@click.option(
+    "--time-limit",
+    "time_limit",
+    type=float,
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Most time one image may take; an image that takes longer is reported unreadable.",
+)
+def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit):
     """Say what can and cannot be said about where each image came from.
 
     Checks Content Credentials (C2PA), invisible watermarks (fakestudio's, Stable Diffusion's,
@@ -111,13 +122,18 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
     fakestudio verify out/*.png --json
     fakestudio verify cloud.jpg --trust-anchors roots.pem
     """
+    from detectors.audit import TimeUp, deadline, error_report, timeout_reason
     from detectors.verdict import combined_exit_code
     from detectors.verify import verify_image
 
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise UserError(f"--time-limit {time_limit}: give a positive number of seconds")
     for p in images:
         if p.is_dir():
             raise UserError(f"{p}: is a folder; use `fakestudio audit {p}`")
-        if not p.exists() and not p.is_symlink():
+        if not p.exists():
+            if p.is_symlink():
+                raise UserError(f"{p}: broken symbolic link (it points at a missing file)")
             raise UserError(f"{p}: no such file")
     if html_out is not None and len(images) != 1:
         raise UserError("--html writes one image's report: give a single IMG (or use audit --html)")
@@ -125,8 +141,14 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
     reports = []
     for p in images:
-        rep = verify_image(p, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger)
-        reports.append(rep.to_dict())
+        try:
+            with deadline(time_limit):
+                rep = verify_image(
+                    p, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger
+                ).to_dict()
+        except TimeUp:
+            rep = error_report(str(p), timeout_reason(time_limit))
+        reports.append(rep)
         if not as_json:
             from rich.console import Console
 
@@ -164,6 +186,22 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
 @click.option(
     "--workers", type=int, default=None, help="Parallel processes. Default: the CPUs available."
 )
+@click.option(
+    "--time-limit",
+    "time_limit",
+    type=float,
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Most time one file may take; a file that takes longer is reported unreadable "
+    "and the audit goes on.",
+)
+@click.option(
+    "--jsonl",
+    "as_jsonl",
+    is_flag=True,
+    help="Print one JSON line per file as it finishes, then a summary line (streaming).",
+)
 @_trust_option
 @_ledger_options
 @click.option(
@@ -173,7 +211,19 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
     default=None,
     help="Also write a self-contained HTML summary page to this file.",
 )
-def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, ledger, no_ledger, html_out):
+def audit(
+    folder,
+    as_json,
+    csv_out,
+    fail_on,
+    workers,
+    time_limit,
+    as_jsonl,
+    trust_anchors,
+    ledger,
+    no_ledger,
+    html_out,
+):
     """Verify every image under FOLDER (recursively) and count what was found.
 
     Categories: labelled (manifest, watermark or ledger), unlabelled (no provenance),
@@ -198,29 +248,58 @@ def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, ledger, no_
         )
     if workers is not None and workers < 1:
         raise UserError("--workers must be at least 1")
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise UserError(f"--time-limit {time_limit}: give a positive number of seconds")
+    if as_json and as_jsonl:
+        raise UserError("--json and --jsonl: choose one")
     if csv_out is not None and csv_out.is_dir():
         raise UserError(f"--csv {csv_out}: is a folder")
     anchors = read_trust_anchors(trust_anchors)
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
 
-    with _audit_progress(quiet=as_json) as (on_start, on_progress):
-        result = run_audit(
-            folder,
-            workers=workers,
-            trust_anchors=anchors,
-            ledger_path=ledger_path,
-            use_ledger=use_ledger,
-            on_start=on_start,
-            on_progress=on_progress,
-        )
+    from detectors.audit import CsvStream
+    from detectors.files import clean_stale_parts
+
+    stream = None
     if csv_out is not None:
+        clean_stale_parts(csv_out.parent if str(csv_out.parent) else Path("."), csv_out.name)
         try:
-            result.write_csv(csv_out)
+            stream = CsvStream(csv_out)
         except OSError as e:
             raise UserError(f"--csv {csv_out}: cannot write ({e.strerror or e})") from e
+    try:
+        with _audit_progress(quiet=as_json or as_jsonl) as (on_start, on_progress):
+
+            def progress(done, total, rep):
+                on_progress(done, total, rep)
+                if stream is not None:
+                    stream.add(rep)
+                if as_jsonl:
+                    click.echo(json.dumps(rep, default=str))
+
+            result = run_audit(
+                folder,
+                workers=workers,
+                trust_anchors=anchors,
+                ledger_path=ledger_path,
+                use_ledger=use_ledger,
+                on_start=on_start,
+                on_progress=progress,
+                time_limit=time_limit,
+            )
+        if stream is not None:
+            stream.finish(result)
+    except OSError as e:
+        raise UserError(f"--csv {csv_out}: cannot write ({e.strerror or e})") from e
+    finally:
+        if stream is not None:
+            stream.abort()
     if html_out is not None:
         _write_html("audit", result.reports, html_out)
-    if as_json:
+    if as_jsonl:
+        summary = {k: v for k, v in result.to_dict().items() if k != "files"}
+        click.echo(json.dumps(summary, default=str))
+    elif as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         from rich.console import Console
@@ -230,14 +309,18 @@ def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, ledger, no_
         console = Console()
         if result.reports:
             render_audit_files(result.reports, console)
-        render_summary(result.summary, console, title=f"audit of {folder}")
+        from detectors.files import printable
+
+        render_summary(result.summary, console, title=f"audit of {printable(folder)}")
         for note in result.notes:
-            console.print(f"note: {note}", markup=False, style="dim")
+            console.print(f"note: {printable(note)}", markup=False, style="dim")
         console.print(
             "A missing label proves nothing: most AI images carry none, and uploads strip "
             "metadata. Do not trust your eyes.",
             style="yellow",
         )
+    if not result.complete:
+        click.get_current_context().exit(130)
     click.get_current_context().exit(fail_exit_code(result.summary, wanted))
 
 

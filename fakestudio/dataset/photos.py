@@ -42,12 +42,14 @@ def open_photo(data: bytes, suffix: str = "", max_pixels: int = DEFAULT_MAX_PIXE
     """Decode a photo's bytes to an upright RGB image, or raise _Skip with the reason."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from detectors.image_io import open_formats
+
     if not data:
         raise _Skip("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=open_formats())  # never EPS & co
     except Image.DecompressionBombError as e:
         raise _Skip(f"too large: {_scrub(str(e))} (decompression-bomb guard)") from e
     except UnidentifiedImageError as e:

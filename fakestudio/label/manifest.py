@@ -187,7 +187,8 @@ def generation_assertion(record: GenerationRecord) -> dict:
             }
             for lora in pub["loras"]
         ],
-        "seed": pub["seed"],
+        # c2pa's JSON-to-CBOR stops at 2^63-1: larger seeds (up to 2^64-1) go as text
+        "seed": pub["seed"] if pub["seed"] < 2**63 else str(pub["seed"]),
         "steps": pub["steps"],
         "guidance": pub["guidance"],
         "width": pub["width"],
