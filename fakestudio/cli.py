@@ -27,6 +27,7 @@ LAZY_COMMANDS = {
     "compare": "fakestudio.commands.compare:compare",
     "encounter": "fakestudio.commands.encounter:encounter",
     "demo": "fakestudio.commands.demo:demo",
+    "registry": "fakestudio.commands.registry:registry",
 }
 
 
