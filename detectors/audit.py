@@ -130,6 +130,7 @@ def audit(
     on_progress: Progress | None = None,
     on_start: Callable[[int], None] | None = None,
     memory_limit_mb: int | None = MEMORY_LIMIT_MB,
+    registry: str | None = None,
 ) -> AuditResult:
     """Verify every image under ``root``. ``on_start(total)`` is called once the walk is done,
     ``on_progress(done, total, report_dict)`` after each file (in completion order)."""
@@ -137,6 +138,8 @@ def audit(
     total = len(files)
     workers = default_workers() if workers is None else max(1, int(workers))
     args = (trust_anchors or None, str(ledger_path) if ledger_path else None, use_ledger)
+    if registry:  # verify --registry's look-up, for files whose manifest is gone
+        args += (registry,)
     results: list[dict | None] = [None] * total
     done = 0
 
@@ -282,13 +285,17 @@ def default_workers() -> int:
 # --- internals ------------------------------------------------------------------------------
 
 
-def _verify_one(path: str, anchors, ledger_path, use_ledger) -> dict:
+def _verify_one(path: str, anchors, ledger_path, use_ledger, registry=None) -> dict:
     """Verify one file in this process; any unexpected failure becomes an "unreadable" report."""
     try:
         from detectors.verify import verify_image
 
         rep = verify_image(
-            path, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger
+            path,
+            trust_anchors=anchors,
+            ledger_path=ledger_path,
+            use_ledger=use_ledger,
+            registry=registry,
         )
         return rep.to_dict(full=False)
     except MemoryError:

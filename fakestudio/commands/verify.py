@@ -64,6 +64,23 @@ def _ledger_options(f):
     )(f)
 
 
+def _registry_option(f):
+    return click.option(
+        "--registry",
+        "registry",
+        default=None,
+        metavar="URL",
+        help="When an image's manifest is gone, ask this soft-binding registry for it (its "
+        "watermark payload, or the image itself when no payload reads). Never by default.",
+    )(f)
+
+
+def registry_choice(url: str | None) -> str | None:
+    if url and not url.startswith(("http://", "https://")):
+        raise UserError(f"--registry {url}: give an http:// or https:// URL")
+    return url or None
+
+
 def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bool]:
     """(ledger_path, use_ledger) from --ledger / --no-ledger; a --ledger must be a ledger."""
     if ledger is None:
@@ -91,6 +108,7 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
 )
 @_trust_option
 @_ledger_options
+@_registry_option
 @click.option(
     "--html",
     "html_out",
@@ -98,7 +116,7 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
     default=None,
     help="Also write a self-contained HTML report (one image) to this file.",
 )
-def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
+def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out, registry=None):
     """Say what can and cannot be said about where each image came from.
 
     Checks Content Credentials (C2PA), invisible watermarks (fakestudio's, Stable Diffusion's,
@@ -123,9 +141,16 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
         raise UserError("--html writes one image's report: give a single IMG (or use audit --html)")
     anchors = read_trust_anchors(trust_anchors)
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
+    registry = registry_choice(registry)
     reports = []
     for p in images:
-        rep = verify_image(p, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger)
+        rep = verify_image(
+            p,
+            trust_anchors=anchors,
+            ledger_path=ledger_path,
+            use_ledger=use_ledger,
+            registry=registry,
+        )
         reports.append(rep.to_dict())
         if not as_json:
             from rich.console import Console
@@ -166,6 +191,7 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
 )
 @_trust_option
 @_ledger_options
+@_registry_option
 @click.option(
     "--html",
     "html_out",
@@ -173,7 +199,18 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out):
     default=None,
     help="Also write a self-contained HTML summary page to this file.",
 )
-def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, ledger, no_ledger, html_out):
+def audit(
+    folder,
+    as_json,
+    csv_out,
+    fail_on,
+    workers,
+    trust_anchors,
+    ledger,
+    no_ledger,
+    html_out,
+    registry=None,
+):
     """Verify every image under FOLDER (recursively) and count what was found.
 
     Categories: labelled (manifest, watermark or ledger), unlabelled (no provenance),
@@ -202,6 +239,8 @@ def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, ledger, no_
         raise UserError(f"--csv {csv_out}: is a folder")
     anchors = read_trust_anchors(trust_anchors)
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
+    registry = registry_choice(registry)
+    extra = {"registry": registry} if registry else {}
 
     with _audit_progress(quiet=as_json) as (on_start, on_progress):
         result = run_audit(
@@ -212,6 +251,7 @@ def audit(folder, as_json, csv_out, fail_on, workers, trust_anchors, ledger, no_
             use_ledger=use_ledger,
             on_start=on_start,
             on_progress=on_progress,
+            **extra,
         )
     if csv_out is not None:
         try:

@@ -1,0 +1,298 @@
+"""The registry over real HTTP on 127.0.0.1: publish, look up, recover; forgeries refused."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from detectors.c2pa import read_c2pa
+from detectors.registry_client import RegistryClient, RegistryError, store_signature_ok
+from detectors.watermarks import ours
+from fakestudio.cli import cli
+from fakestudio.registry import tokens
+from fakestudio.registry.storage import open_storage
+from tests.conftest_registry import pg_server_fixture, storage_fixture  # noqa: F401
+from tests.registry_support import running_registry
+from tests.test_verify import photo_like, write_labelled
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """Two labelled outputs (signed PNGs) and a stripped JPEG copy of the first."""
+    d = tmp_path_factory.mktemp("reg-out")
+    a = write_labelled(d, d / "ledger.sqlite", seed=3)
+    b = write_labelled(d, d / "ledger.sqlite", seed=4)
+    copy = d / "copy.jpg"
+    with Image.open(a.path) as im:
+        im.convert("RGB").save(copy, "JPEG", quality=85)  # metadata gone, pixels re-encoded
+    return {"a": a, "b": b, "copy": copy}
+
+
+def test_publish_look_up_and_fetch_on_both_backends(storage, outputs):
+    _, secret = tokens.create(storage)
+    a = outputs["a"]
+    with running_registry(storage) as url, RegistryClient(url, secret) as client:
+        res = client.publish(a.path.read_bytes())
+        assert res["created"] is True
+        assert res["softBindings"] == [{"alg": ours.ALG, "value": a.payload}]
+        assert client.publish(a.path.read_bytes())["created"] is False  # idempotent
+        mid = res["manifestId"]
+        assert mid.startswith("urn:c2pa:")
+        assert client.by_binding(ours.ALG, a.payload) == [
+            {"manifestId": mid, "similarityScore": 100}
+        ]
+        # the API's own encoding of a value: base64; and the POST form
+        b64 = base64.b64encode(bytes.fromhex(a.payload)).decode()
+        assert client.by_binding(ours.ALG, b64)[0]["manifestId"] == mid
+        post = httpx.post(f"{url}/matches/byBinding", json={"alg": ours.ALG, "value": a.payload})
+        assert post.json()["matches"][0]["manifestId"] == mid
+        assert client.by_binding(ours.ALG, outputs["b"].payload) == []
+        # the manifest store, as bytes a C2PA reader accepts on its own
+        resp = httpx.get(f"{url}/manifests/{mid}")
+        assert resp.headers["content-type"] == "application/c2pa"
+        alone = read_c2pa(resp.content, mime="application/c2pa")
+        assert alone.manifest_label == mid and store_signature_ok(alone.status_codes)
+        assert alone.soft_binding["value"] == a.payload
+        # by content: the stripped, re-encoded copy
+        matches = client.by_content(outputs["copy"].read_bytes(), "image/jpeg")
+        assert matches[0]["manifestId"] == mid and matches[0]["similarityScore"] >= 95
+        assert matches[0]["evidence"]
+        algs = httpx.get(f"{url}/services/supportedAlgorithms").json()
+        assert {"alg": ours.ALG} in algs["watermarks"]
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path):
+    st = open_storage(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    _, secret = tokens.create(st)
+    yield st, secret
+    st.close()
+
+
+def _publish_raw(url, data: bytes, bindings, token: str | None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = {
+        "format": "image/png",
+        "asset": base64.b64encode(data).decode(),
+        "softBindings": [{"alg": a, "value": v} for a, v in bindings],
+    }
+    return httpx.post(f"{url}/manifests", json=body, headers=headers)
+
+
+def _one_line_json_error(resp, status: int, code: str) -> None:
+    assert resp.status_code == status, resp.text
+    assert "\n" not in resp.text and "Traceback" not in resp.text
+    doc = resp.json()
+    assert doc["code"] == code and doc["status"] == status and doc["error"]
+
+
+def test_forged_publications_are_refused(sqlite_registry, outputs, tmp_path):
+    st, secret = sqlite_registry
+    a, b = outputs["a"], outputs["b"]
+    data = a.path.read_bytes()
+    with running_registry(st, max_body=2 * 1024 * 1024) as url:
+        # no token, a wrong token
+        _one_line_json_error(
+            _publish_raw(url, data, [(ours.ALG, a.payload)], None), 401, "unauthorized"
+        )
+        _one_line_json_error(
+            _publish_raw(url, data, [(ours.ALG, a.payload)], "fsr_not-a-token"), 401, "unauthorized"
+        )
+        # someone else's payload: the manifest does not declare it
+        _one_line_json_error(
+            _publish_raw(url, data, [(ours.ALG, b.payload)], secret), 422, "binding-mismatch"
+        )
+        # a pixel changed after signing: the signature no longer covers the file
+        im = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).copy()
+        im[0, 0] ^= 1
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, "PNG")
+        tampered = _splice_manifest(data, buf.getvalue())
+        _one_line_json_error(
+            _publish_raw(url, tampered, [(ours.ALG, a.payload)], secret), 422, "invalid-manifest"
+        )
+        # a validly signed manifest that claims a watermark its pixels do not carry
+        liar = _signed_claiming(b.payload, seed=9)
+        _one_line_json_error(
+            _publish_raw(url, liar, [(ours.ALG, b.payload)], secret), 422, "watermark-mismatch"
+        )
+        # oversize body
+        _one_line_json_error(
+            _publish_raw(url, data + b"\0" * (3 * 1024 * 1024), [(ours.ALG, a.payload)], secret),
+            413,
+            "too-large",
+        )
+        # not JSON, not an image
+        r = httpx.post(
+            f"{url}/manifests", content=b"{", headers={"Authorization": f"Bearer {secret}"}
+        )
+        _one_line_json_error(r, 400, "bad-json")
+        _one_line_json_error(
+            httpx.post(f"{url}/matches/byContent", content=b"not an image"),
+            415,
+            "unsupported-format",
+        )
+        _one_line_json_error(httpx.get(f"{url}/nowhere"), 404, "not-found")
+        _one_line_json_error(httpx.get(f"{url}/manifests/urn:c2pa:nothing"), 404, "not-found")
+        _one_line_json_error(
+            httpx.get(f"{url}/matches/byBinding", params={"alg": ours.ALG, "value": "zz"}),
+            400,
+            "bad-value",
+        )
+        assert st.counts() == {"manifests": 0, "bindings": 0}  # nothing was stored
+        assert _publish_raw(url, data, [(ours.ALG, a.payload)], secret).status_code == 201
+
+
+def test_rate_limit_answers_429(sqlite_registry):
+    st, _ = sqlite_registry
+    with running_registry(st, rate=1.0, burst=3) as url:
+        codes = [httpx.get(f"{url}/health").status_code for _ in range(6)]
+    assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+
+
+def test_generate_publish_then_verify_stripped_copy_on_a_fresh_machine(
+    tmp_path, tiny_folder, sqlite_registry, monkeypatch
+):
+    st, secret = sqlite_registry
+    with running_registry(st) as url:
+        monkeypatch.setenv(tokens.ENV, secret)
+        res = CliRunner().invoke(
+            cli,
+            [
+                "generate",
+                "a photo of ben0a",
+                "--out",
+                str(tmp_path / "out"),
+                "--seed",
+                "3",
+                "--steps",
+                "2",
+                "--width",
+                "256",
+                "--height",
+                "256",
+                "--publish",
+                url,
+                "--json",
+            ],
+            catch_exceptions=False,
+        )
+        assert res.exit_code == 0, res.output
+        written = json.loads(res.stdout)[0]
+        assert written["published"]["registry"] == url
+        mid = written["published"]["manifestId"]
+        # the platform strips metadata and re-encodes
+        copy = tmp_path / "copy.jpg"
+        with Image.open(written["path"]) as im:
+            im.convert("RGB").save(copy, "JPEG", quality=85)
+        # a journalist's machine: an empty fakestudio home, no ledger, no local CA
+        monkeypatch.setenv("FAKESTUDIO_HOME", str(tmp_path / "journalist"))
+        monkeypatch.delenv(tokens.ENV)
+        plain = CliRunner().invoke(cli, ["verify", str(copy), "--json"])
+        assert json.loads(plain.stdout)["registry"] == {"checked": False}  # never by default
+        res = CliRunner().invoke(cli, ["verify", str(copy), "--registry", url, "--json"])
+        rep = json.loads(res.stdout)
+    assert res.exit_code == 0, res.output
+    assert rep["ledger"]["checked"] is False  # nothing on this machine
+    assert rep["verdict"]["outcome"] == "recovered"
+    assert url in rep["verdict"]["headline"]
+    reg = rep["registry"]
+    assert reg["matched"] and reg["manifest_id"] == mid and reg["url"] == url
+    assert reg["signature_valid"] and reg["c2pa"]["state"] == "valid-untrusted"
+    assert reg["c2pa"]["digital_source_type"].endswith("trainedAlgorithmicMedia")
+    assert reg["binding_confirmed"]["payload"] == written["watermark"]
+    assert "does not prove" in reg["proves"]
+    assert any(
+        s["source"] == "registry" and s["finding"] == "registry-match" for s in rep["signals"]
+    )
+
+
+def test_verify_registry_unreachable_is_a_note_not_a_crash(outputs, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKESTUDIO_HOME", str(tmp_path / "home"))
+    from tests.registry_support import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    res = CliRunner().invoke(cli, ["verify", str(outputs["copy"]), "--registry", url, "--json"])
+    rep = json.loads(res.stdout)
+    assert rep["registry"]["checked"] and not rep["registry"]["matched"]
+    assert url in rep["registry"]["note"]
+    bad = CliRunner().invoke(cli, ["verify", str(outputs["copy"]), "--registry", "ftp://x"])
+    assert bad.exit_code == 2 and "--registry" in bad.output
+
+
+def test_cli_token_create_and_serve(tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    res = CliRunner().invoke(cli, ["registry", "token", "create", "--db", db, "--name", "ci"])
+    assert res.exit_code == 0
+    secret = res.stdout.strip()
+    assert res.stdout == secret + "\n" and secret.startswith("fsr_")
+    st = open_storage(db)
+    assert st.token_id(tokens.hash_token(secret)) is not None
+    st.close()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fakestudio", "registry", "serve", "--db", db, "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stderr.readline()
+        assert "serving on http://127.0.0.1:" in line, line
+        url = line.strip().rsplit(" ", 1)[-1]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"{url}/health").json()["status"] == "ok"
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        with RegistryClient(url) as client, pytest.raises(RegistryError, match="token"):
+            client.publish(b"\x89PNG\r\n\x1a\n")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = CliRunner().invoke(cli, ["registry", "serve", "--db", "mysql://x/y"])
+    assert bad.exit_code == 2 and "unknown database" in bad.output
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _splice_manifest(signed_png: bytes, other_png: bytes) -> bytes:
+    """other_png's pixels with signed_png's manifest chunk: a signature over different bytes."""
+    from fakestudio.registry.jumbf import extract_store
+
+    store = extract_store(signed_png, "image/png")
+    import struct
+    import zlib
+
+    chunk = struct.pack(">I", len(store)) + b"caBX" + store
+    chunk += struct.pack(">I", zlib.crc32(b"caBX" + store) & 0xFFFFFFFF)
+    return other_png[:33] + chunk + other_png[33:]
+
+
+def _signed_claiming(payload: str, seed: int) -> bytes:
+    """A correctly signed PNG whose manifest declares `payload` over pixels marked otherwise."""
+    from fakestudio.label.identity import ensure_identity
+    from fakestudio.label.manifest import build_manifest, sign_bytes
+    from fakestudio.record import GenerationRecord
+
+    rec = GenerationRecord("x", "", seed, 2, 7.0, 512, 384, "euler", "tiny", "ab" * 32)
+    marked = ours.embed(np.asarray(photo_like(512, 384, seed)), "0123456789")
+    buf = io.BytesIO()
+    Image.fromarray(marked).save(buf, "PNG")
+    manifest = build_manifest(rec, {"alg": ours.ALG, "payload": payload})
+    return sign_bytes(buf.getvalue(), "image/png", manifest, ensure_identity())
