@@ -28,6 +28,9 @@ def pg_server_fixture():
         pytest.skip(f"could not start PostgreSQL: {e}")
     yield url
     pg.stop()
+    import shutil
+
+    shutil.rmtree(pg.folder, ignore_errors=True)
 
 
 def fresh_pg_database(server_url: str) -> str:
