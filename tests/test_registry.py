@@ -296,3 +296,24 @@ def _signed_claiming(payload: str, seed: int) -> bytes:
     Image.fromarray(marked).save(buf, "PNG")
     manifest = build_manifest(rec, {"alg": ours.ALG, "payload": payload})
     return sign_bytes(buf.getvalue(), "image/png", manifest, ensure_identity())
+
+
+def test_audit_registry_recovers_stripped_copies(sqlite_registry, outputs, tmp_path, monkeypatch):
+    st, secret = sqlite_registry
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "copy.jpg").write_bytes(outputs["copy"].read_bytes())
+    photo_like(512, 384, seed=11).save(folder / "photo.png")
+    monkeypatch.setenv("FAKESTUDIO_HOME", str(tmp_path / "auditor"))
+    with running_registry(st) as url:
+        with RegistryClient(url, secret) as client:
+            client.publish(outputs["a"].path.read_bytes())
+        res = CliRunner().invoke(cli, ["audit", str(folder), "--registry", url, "--json"])
+        plain = CliRunner().invoke(cli, ["audit", str(folder), "--json"])
+    by_name = {os.path.basename(r["file"]): r for r in json.loads(res.stdout)["files"]}
+    assert by_name["copy.jpg"]["verdict"]["outcome"] == "recovered"
+    assert by_name["copy.jpg"]["registry"]["matched"]
+    assert by_name["photo.png"]["verdict"]["outcome"] == "no-provenance"
+    assert not by_name["photo.png"]["registry"]["matched"]
+    plain_names = {os.path.basename(r["file"]): r for r in json.loads(plain.stdout)["files"]}
+    assert plain_names["copy.jpg"]["registry"] == {"checked": False}
