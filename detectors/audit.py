@@ -131,9 +131,26 @@ def audit(
     on_start: Callable[[int], None] | None = None,
     memory_limit_mb: int | None = MEMORY_LIMIT_MB,
     registry: str | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> AuditResult:
     """Verify every image under ``root``. ``on_start(total)`` is called once the walk is done,
-    ``on_progress(done, total, report_dict)`` after each file (in completion order)."""
+    ``on_progress(done, total, report_dict)`` after each file (in completion order).
+    ``engine="ray"`` runs the same checks as Ray tasks (``detectors.audit_ray``)."""
+    if engine == "ray":
+        from detectors.audit_ray import audit_ray
+
+        return audit_ray(
+            root,
+            address=address,
+            num_cpus=workers,
+            trust_anchors=trust_anchors,
+            ledger_path=ledger_path,
+            use_ledger=use_ledger,
+            registry=registry,
+            on_progress=on_progress,
+            on_start=on_start,
+        )
     files, skipped, notes = find_images(root)
     total = len(files)
     workers = default_workers() if workers is None else max(1, int(workers))

@@ -189,6 +189,20 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out, registry
 @click.option(
     "--workers", type=int, default=None, help="Parallel processes. Default: the CPUs available."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool on this machine; ray: Ray tasks (a local Ray instance with "
+    "--workers CPUs, or the cluster at --address; files must be at the same path on every node).",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="ADDR",
+    help="With --engine ray: the cluster, e.g. ray://head:10001 (default: start a local instance).",
+)
 @_trust_option
 @_ledger_options
 @_registry_option
@@ -210,6 +224,8 @@ def audit(
     no_ledger,
     html_out,
     registry=None,
+    engine="local",
+    address=None,
 ):
     """Verify every image under FOLDER (recursively) and count what was found.
 
@@ -241,6 +257,14 @@ def audit(
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
     registry = registry_choice(registry)
     extra = {"registry": registry} if registry else {}
+    if address and engine != "ray":
+        raise UserError("--address is for --engine ray")
+    if engine == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UserError("--engine ray needs Ray: pip install 'ray>=2.40'")
+        extra.update(engine="ray", address=address)
 
     with _audit_progress(quiet=as_json) as (on_start, on_progress):
         result = run_audit(
