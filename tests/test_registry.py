@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from detectors.c2pa import read_c2pa
-from detectors.registry_client import RegistryClient, RegistryError, store_signature_ok
+from detectors.registry_client import RegistryClient, RegistryError, recover, store_signature_ok
 from detectors.watermarks import ours
 from fakestudio.cli import cli
 from fakestudio.registry import tokens
@@ -70,6 +70,21 @@ def test_publish_look_up_and_fetch_on_both_backends(storage, outputs):
         assert matches[0]["evidence"]
         algs = httpx.get(f"{url}/services/supportedAlgorithms").json()
         assert {"alg": ours.ALG} in algs["watermarks"]
+        # the client's recovery, by payload (a watermark read blind) and by content (none read)
+        copy = outputs["copy"].read_bytes()
+        rgb = np.asarray(Image.open(io.BytesIO(copy)).convert("RGB"))
+        mark = {"scheme": ours.SCHEME, "found": True, "payload": a.payload}
+        for how, marks in (("watermark-payload", [mark]), ("content", [])):
+            got = recover(url, copy, mime="image/jpeg", rgb=rgb, watermarks=marks)
+            assert got["matched"] and got["how"] == how and got["manifest_id"] == mid, got
+            assert got["binding_confirmed"]["payload"] == a.payload
+        # a payload the registry does not hold, and an unrelated picture: no match
+        other = {"scheme": ours.SCHEME, "found": True, "payload": outputs["b"].payload}
+        assert not recover(url, copy, mime="image/jpeg", rgb=rgb, watermarks=[other])["matched"]
+        buf = io.BytesIO()
+        photo_like(512, 384, seed=21).save(buf, "PNG")
+        miss = recover(url, buf.getvalue(), mime="image/png", rgb=None, watermarks=[])
+        assert not miss["matched"] and miss["note"]
 
 
 @pytest.fixture
@@ -266,6 +281,10 @@ def test_cli_token_create_and_serve(tmp_path):
         proc.wait(10)
     bad = CliRunner().invoke(cli, ["registry", "serve", "--db", "mysql://x/y"])
     assert bad.exit_code == 2 and "unknown database" in bad.output
+    down = CliRunner().invoke(
+        cli, ["registry", "token", "create", "--db", "postgresql://u:secret@127.0.0.1:1/db"]
+    )
+    assert down.exit_code == 2 and "PostgreSQL" in down.output and "secret" not in down.output
 
 
 # --- helpers ------------------------------------------------------------------------------------
