@@ -54,7 +54,9 @@ class RegistryConfig:
     max_body: int = 32 * 1024 * 1024  # bytes of any request body (publish or byContent)
     rate: float = 20.0  # requests per second per client (0: no limit)
     burst: int = 60
-    phash_radius: int = 8  # byContent: candidates within this many bits
+    # byContent: candidates within this many bits (re-encoded, resized or brightened copies stay
+    # within 6, DESIGN.md; 7 is the most that costs one flipped bit per 16-bit band to probe)
+    phash_radius: int = 7
     trust_anchors: list[bytes] | None = None
 
 
