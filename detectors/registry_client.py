@@ -25,6 +25,11 @@ from typing import Any
 from detectors.c2pa import SOFT_BINDING_LABEL, read_c2pa, sniff_mime
 from detectors.verdict import shallow_dict
 
+#: fakestudio's marks (scheme -> soft-binding algorithm), both carrying the output identifier.
+ALGS = {
+    "fakestudio": "org.fakestudio.wm.dwtdctsvd.v1",
+    "fakestudio-durable": "org.fakestudio.wm.durable.v1",
+}
 TIMEOUT = 15.0
 MAX_STORE_BYTES = 16 * 1024 * 1024
 CONFIRMED_SCORE = 95  # byContent scores at or above this carry watermark evidence
@@ -73,6 +78,15 @@ def soft_bindings(active_manifest: dict | None) -> list[tuple[str, str]]:
             if isinstance(value, str) and value:
                 out.append((alg, value))
     return list(dict.fromkeys(out))
+
+
+def _our_mark(watermarks: list[dict] | None) -> dict | None:
+    """fakestudio's first mark read with its identifier, else the durable one."""
+    for scheme in ALGS:
+        for w in watermarks or []:
+            if w.get("scheme") == scheme and w.get("found") and w.get("payload"):
+                return w
+    return None
 
 
 def store_signature_ok(codes: list[str] | None) -> bool:
@@ -189,26 +203,22 @@ def recover(
 ) -> dict[str, Any]:
     """Ask the registry at `url` for this image's manifest; verify what comes back. Never
     raises: a registry that cannot be reached gives a note."""
-    from detectors.watermarks import ours
 
     out = empty_result(url)
     try:
         with RegistryClient(url) as client:
             out["checked"] = True
-            mark = next(
-                (
-                    w
-                    for w in watermarks or []
-                    if w.get("scheme") == ours.SCHEME and w.get("found") and w.get("payload")
-                ),
-                None,
-            )
+            mark = _our_mark(watermarks)
             if mark:
-                matches = client.by_binding(ours.ALG, mark["payload"])
+                alg = ALGS[mark["scheme"]]
+                matches = client.by_binding(alg, mark["payload"])
+                if not matches:  # both marks carry the same identifier: try the other's name
+                    other = next(a for a in ALGS.values() if a != alg)
+                    matches = client.by_binding(other, mark["payload"])
                 how = "watermark-payload"
                 for m in matches:
                     m.setdefault(
-                        "evidence", {"watermark": {"alg": ours.ALG, "payload": mark["payload"]}}
+                        "evidence", {"watermark": {"alg": alg, "payload": mark["payload"]}}
                     )
             else:
                 matches = client.by_content(data, mime)
@@ -241,11 +251,14 @@ def _check_match(client, match: dict, how: str, mark, rgb, trust_anchors) -> dic
     store = client.manifest(manifest_id)
     c2pa = read_c2pa(store, mime="application/c2pa", trust_anchors=trust_anchors)
     sig_ok = c2pa.manifest_label == manifest_id and store_signature_ok(c2pa.status_codes)
-    declared = [v for a, v in soft_bindings(c2pa.active_manifest) if a == ours.ALG]
+    declared = [v.lower() for a, v in soft_bindings(c2pa.active_manifest) if a in ALGS.values()]
     if mark:
         payload = mark["payload"]
-        confirmed = payload in [v.lower() for v in declared]
-        detail = {"payload": payload, "method": "watermark read blind from this copy"}
+        confirmed = payload in declared
+        detail = {
+            "payload": payload,
+            "method": f"{mark['scheme']} watermark read blind from this copy",
+        }
     else:
         confirmed, detail = False, {"payload": declared[0] if declared else None}
         gen = c2pa.generation or {}

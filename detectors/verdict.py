@@ -28,6 +28,8 @@ from typing import Any
 from detectors.metadata import AI_SOURCE_TYPES, is_ai_source_type
 
 SOURCES = ("c2pa", "watermark", "metadata", "ledger", "forensics", "registry")
+#: fakestudio's own marks: the first (exact, fixed grid) and the durable one (survives edits).
+OUR_SCHEMES = ("fakestudio", "fakestudio-durable")
 
 OUTCOMES = (
     "labelled-ai",
@@ -196,8 +198,8 @@ def decide(
     metadata = metadata or {}
     state = c2pa.get("state")
     found = [w for w in watermarks if w.get("found")]
-    ours = next((w for w in found if w.get("scheme") == "fakestudio"), None)
-    sd = [w for w in found if w.get("scheme") != "fakestudio"]
+    ours = next((w for w in found if w.get("scheme") in OUR_SCHEMES), None)
+    sd = [w for w in found if w.get("scheme") not in OUR_SCHEMES]
     matched = bool(ledger and ledger.get("matched"))
     reasons: list[str] = []
 
@@ -357,8 +359,13 @@ def credentials_broken(c2pa: dict) -> bool:
 
 
 def _marks(found: list[dict]) -> str:
-    names = {"fakestudio": "fakestudio", "sd-v1": "Stable Diffusion v1", "sdxl": "SDXL"}
-    return ", ".join(names.get(w.get("scheme"), str(w.get("scheme"))) for w in found)
+    names = {
+        "fakestudio": "fakestudio",
+        "fakestudio-durable": "fakestudio (durable mark)",
+        "sd-v1": "Stable Diffusion v1",
+        "sdxl": "SDXL",
+    }
+    return ", ".join(dict.fromkeys(names.get(w.get("scheme"), str(w.get("scheme"))) for w in found))
 
 
 def _code(dst: str | None) -> str | None:

@@ -38,7 +38,14 @@ from detectors import image_io
 from detectors.c2pa import C2paResult, read_c2pa
 from detectors.metadata import MetadataReport, read_metadata
 from detectors.paths import config_dir
-from detectors.verdict import Signal, Verdict, decide, manifest_declares_ai, shallow_dict
+from detectors.verdict import (
+    OUR_SCHEMES,
+    Signal,
+    Verdict,
+    decide,
+    manifest_declares_ai,
+    shallow_dict,
+)
 from detectors.watermarks.shared import detect_watermarks
 
 SCHEMA = "fakestudio.verify/1"
@@ -351,6 +358,16 @@ def _anchors(user: list[bytes] | None) -> tuple[list[bytes], dict]:
     return anchors, {"user_anchors": len(user or []), "local_ca": local is not None}
 
 
+def _our_payload(watermarks: list[dict]) -> dict | None:
+    """The first of fakestudio's marks that was read with its identifier: the exact first
+    mark, else the durable one (after crops, resizes, rotations or flips)."""
+    for scheme in OUR_SCHEMES:
+        for w in watermarks:
+            if w.get("scheme") == scheme and w.get("found") and w.get("payload"):
+                return w
+    return None
+
+
 def _watermarks(rgb: np.ndarray) -> list[dict]:
     try:
         return [shallow_dict(r) for r in detect_watermarks(rgb, prescreen=PRESCREEN)]
@@ -414,8 +431,8 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
         entry = led.by_sha256(sha)
         if entry is not None:
             return _matched(out, entry, "sha256")
-        ours = next((w for w in watermarks if w.get("scheme") == "fakestudio"), None)
-        if ours and ours.get("found"):
+        ours = _our_payload(watermarks)
+        if ours:
             entries = led.by_payload(ours["payload"])
             if entries:
                 out["same_payload"] = len(entries)
@@ -571,9 +588,7 @@ def _signals(
             )
         )
         sb = c2pa.get("soft_binding") or {}
-        ours = next(
-            (w for w in watermarks if w.get("scheme") == "fakestudio" and w.get("found")), None
-        )
+        ours = _our_payload(watermarks)
         if sb.get("value") and ours:
             same = sb["value"] == ours.get("payload")
             sig.append(
@@ -646,7 +661,16 @@ def _signals(
                     "bit_accuracy": w.get("bit_accuracy"),
                 },
                 f"{w.get('scheme')} watermark found"
-                + (f" (payload {w['payload']})" if w.get("scheme") == "fakestudio" else ""),
+                + (
+                    f" (payload {w['payload']})"
+                    if w.get("payload") and w.get("scheme") in OUR_SCHEMES
+                    else ""
+                )
+                + (
+                    " (present; its identifier could not be read)"
+                    if w.get("scheme") == "fakestudio-durable" and not w.get("payload")
+                    else ""
+                ),
             )
         )
     if readable and not found:
@@ -658,7 +682,7 @@ def _signals(
                     "no-watermark",
                     0.9,
                     {},
-                    "no known invisible watermark (fakestudio, SD v1, SDXL)",
+                    "no known invisible watermark (fakestudio's two marks, SD v1, SDXL)",
                 )
             )
         else:

@@ -334,7 +334,7 @@ def test_json_schema_is_stable(labelled):
         "soft_binding",
         "status_codes",
     } <= set(rep["c2pa"])
-    assert [w["scheme"] for w in rep["watermarks"]] == ["fakestudio", "sd-v1", "sdxl"]
+    assert [w["scheme"] for w in rep["watermarks"]] == ["fakestudio", "sd-v1", "sdxl", "fakestudio-durable"]
     for w in rep["watermarks"]:
         assert set(w) == {
             "scheme",

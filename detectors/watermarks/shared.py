@@ -236,4 +236,6 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
             o for o, r in (("bgr", bgr), ("rgb-as-bgr", rgb_as_bgr)) if r[2]
         ]
     xl = sd._result("sdxl", f"{sd.SDXL_MESSAGE:012x}", sd.SDXL_THRESHOLD, acc, margin, details)
-    return [mine, v1, xl]
+    from detectors.watermarks import durable
+
+    return [mine, v1, xl, durable.decode_unless(mine, a)]

@@ -312,8 +312,16 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
             }
 
     for walg, payload in content_payloads(rgb, alg):
-        for row in storage.by_binding(walg, payload, limit):
-            add(row, 100, {"watermark": {"alg": walg, "payload": payload}})
+        # both of fakestudio's marks carry the same output identifier: a payload read by one
+        # finds manifests filed under either
+        for filed in [walg, *sorted(set(decoders()) - {walg})]:
+            rows = storage.by_binding(filed, payload, limit)
+            for row in rows:
+                add(
+                    row, 100, {"watermark": {"alg": walg, "payload": payload}, "filed_under": filed}
+                )
+            if rows:
+                break
 
     if alg in (None, PHASH_ALG, ours.ALG):
         phash = phash_rgb(rgb)
@@ -343,23 +351,16 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
 
 
 def content_payloads(rgb, alg: str | None) -> list[tuple[str, str]]:
-    """(alg, payload) of every fakestudio watermark read blind from the pixels, with the same
-    detection `fakestudio verify` runs (detectors.watermarks.shared)."""
-    from detectors.watermarks import ours
+    """(alg, payload) of fakestudio's watermarks read blind from the pixels, by the detection
+    `fakestudio verify` runs (detectors.watermarks.shared: the first mark, and the durable one
+    when the first is gone)."""
+    from detectors.watermarks import durable, ours
     from detectors.watermarks.shared import detect_watermarks
 
+    algs = {ours.SCHEME: ours.ALG, durable.SCHEME: durable.ALG}
     out: list[tuple[str, str]] = []
-    if alg in (None, ours.ALG):
-        for res in detect_watermarks(rgb):
-            if res.scheme == ours.SCHEME and res.found and res.payload:
-                out.append((ours.ALG, res.payload))
-    for other, decode in decoders().items():
-        if other == ours.ALG or alg not in (None, other):
-            continue
-        try:
-            res = decode(rgb)
-        except Exception:  # noqa: BLE001 - a decoder must not fail the request
-            continue
-        if res.found and res.payload:
-            out.append((other, res.payload))
+    for res in detect_watermarks(rgb):
+        walg = algs.get(res.scheme)
+        if walg and res.found and res.payload and alg in (None, walg):
+            out.append((walg, res.payload))
     return list(dict.fromkeys(out))
