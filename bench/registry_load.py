@@ -281,10 +281,10 @@ def bulk_fill(st, n: int, start: int = 0) -> None:
                     with cur.copy("COPY bindings (alg, value, manifest) FROM STDIN") as cp:
                         for r in binds:
                             cp.write_row(r)
-    if st.kind == "postgresql":
+    if st.kind == "postgresql":  # what autovacuum does to a table in service: hint bits, stats
         with st._conn() as conn:
-            conn.execute("ANALYZE manifests")
-            conn.execute("ANALYZE bindings")
+            conn.execute("VACUUM ANALYZE manifests")
+            conn.execute("VACUUM ANALYZE bindings")
 
 
 def scan(st, phash: int, radius: int) -> list[int]:
@@ -358,6 +358,7 @@ def main() -> int:
     ap.add_argument("--readers", type=int, default=8)
     ap.add_argument("--per-publisher", type=int, default=None)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--json", action="store_true")
@@ -390,6 +391,8 @@ def main() -> int:
     dbs = {"sqlite": sqlite_db}
     if pg_url and not args.no_postgres:
         dbs["postgresql"] = pg_db
+    if args.only:
+        dbs = {k: v for k, v in dbs.items() if k == args.only}
     report: dict = {"publishers": args.publishers, "readers": args.readers, "per_publisher": per}
     try:
         if not args.skip_load:
