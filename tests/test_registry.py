@@ -173,7 +173,13 @@ def test_rate_limit_answers_429(sqlite_registry):
     st, _ = sqlite_registry
     with running_registry(st, rate=1.0, burst=3) as url:
         codes = [httpx.get(f"{url}/health").status_code for _ in range(6)]
+        # a made-up token per request does not buy a fresh bucket
+        forged = [
+            httpx.get(f"{url}/health", headers={"Authorization": f"Bearer fsr_{i}"}).status_code
+            for i in range(4)
+        ]
     assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+    assert 429 in forged
 
 
 def test_generate_publish_then_verify_stripped_copy_on_a_fresh_machine(

@@ -108,7 +108,7 @@ def registry():
     type=float,
     default=20.0,
     show_default=True,
-    help="Requests per second per client (token or address); 0 turns the limit off.",
+    help="Requests per second per client address; 0 turns the limit off.",
 )
 @click.option("--burst", type=int, default=60, show_default=True, help="Rate-limit burst size.")
 @click.option(
