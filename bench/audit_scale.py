@@ -79,6 +79,9 @@ def main() -> int:
             ray.shutdown()
         assert res == baseline, "ray results differ from the local pool's"
         print(f"ray x{cpus}: start-up {start:.1f} s (not counted below)", flush=True)
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     for name, rate in rates.items():
         kind, n = name.split(" x")
         ratio = rate / rates[f"local x{n}"]

@@ -417,8 +417,12 @@ def main() -> int:
         if not args.skip_scale:
             report["scale"] = scale(dbs, small, large, 200 if args.quick else 1000)
     finally:
+        import shutil
+
         if pg is not None:
             pg.stop()
+            shutil.rmtree(pg.folder, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(report, indent=2))
     bad = any(r["lost"] or r["duplicated"] for r in report.get("load", {}).values())
