@@ -25,6 +25,7 @@ LAZY_COMMANDS = {
     "verify": "fakestudio.commands.verify:verify",
     "audit": "fakestudio.commands.verify:audit",
     "compare": "fakestudio.commands.compare:compare",
+    "label": "fakestudio.commands.label:label",
     "encounter": "fakestudio.commands.encounter:encounter",
     "demo": "fakestudio.commands.demo:demo",
     "registry": "fakestudio.commands.registry:registry",

@@ -85,11 +85,14 @@ def default_samples() -> Path | None:
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
+    from PIL import Image
+
     from detectors.compare import compare_images
-    from detectors.report.html import poster_png, write_talk
+    from detectors.report.html import write_talk
     from detectors.verify import verify_image
     from fakestudio.dataset import prepare_dataset
     from fakestudio.encounter import EncounterConfig, Person, encounter
+    from fakestudio.label.derived import labelled_preview, write_poster
     from fakestudio.label.labeller import check_writable
     from fakestudio.train.config import TrainConfig
     from fakestudio.train.loop import train
@@ -188,19 +191,28 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     photo = datasets[0].path(datasets[0].images[0])
     comparison = compare_images(photo, fake.path)
     poster = out / "poster.png"
-    poster_png(comparison, poster)
+    write_poster(comparison, poster)
 
-    # 6. the talk page --------------------------------------------------------------------------
+    # 6. the talk page: its previews of the fake (and of its uploaded copies) are generated
+    # pixels too, so they are labelled like any output --------------------------------------
+    page_path = out / "talk.html"
+
+    def preview(path: Path, side: int) -> bytes:
+        with Image.open(path) as im:
+            return labelled_preview(path, im, side, where=page_path.name)
+
     page = write_talk(
-        out / "talk.html",
+        page_path,
         story=_story(cfg, datasets, loras, timings),
         comparison=comparison,
+        previews={"B": preview(fake.path, 900)},
         stages=[
             {
                 "name": "as generated",
                 "describe": "straight out of fakestudio",
                 "report": reports["generated"].to_dict(full=False),
                 "image": fake.path,
+                "preview": preview(fake.path, 512),
             },
             *[
                 {
@@ -208,6 +220,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
                     "describe": up.describe(),
                     "report": reports[up.name].to_dict(full=False),
                     "image": copies[up.name],
+                    "preview": preview(copies[up.name], 512),
                 }
                 for up in cfg.uploads
             ],

@@ -19,6 +19,7 @@ from fakestudio.label.labeller import (
     Written,
     check_format,
     check_writable,
+    file_payload,
     write_labelled,
 )
 from fakestudio.lora import LoraSpec, apply_loras, extract_prompt_loras
@@ -118,7 +119,7 @@ def generate(
     for i in range(cfg.n):
         record = make_record(cfg, base, prompt, seed + i, (width, height), lora_refs)
         image = render(pipe, record, step_end)
-        stem = f"{record.seed}-{i:02d}-{ours_payload(record)}"
+        stem = f"{record.seed}-{i:02d}-{file_payload(record, opts.fmt, opts.badge)}"
         written.append(write_labelled(image, record, out_dir, stem, opts))
     return written
 
@@ -160,9 +161,3 @@ def render(pipe, record: GenerationRecord, step_end=None):
         callback_on_step_end=step_end,
     )
     return result.images[0]
-
-
-def ours_payload(record: GenerationRecord) -> str:
-    from detectors.watermarks import ours
-
-    return ours.payload_from_fingerprint(record.fingerprint())

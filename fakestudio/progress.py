@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -9,8 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 @contextmanager
-def step_progress(description: str, quiet: bool = False):
-    """Yield on_step(done, total); draws on stderr, nothing when quiet or not a terminal."""
+def step_progress(description: str, quiet: bool = False, unit: str = "steps", after: float = 0.0):
+    """Yield on_step(done, total); draws on stderr, nothing when quiet or not a terminal.
+
+    `after`: seconds to wait before the bar appears (short runs stay silent)."""
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
         yield lambda done, total: None
@@ -19,14 +22,16 @@ def step_progress(description: str, quiet: bool = False):
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("steps"),
+        TextColumn(unit),
         TimeRemainingColumn(),
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task(description, total=None)
+        task = progress.add_task(description, total=None, visible=after <= 0)
+        start = time.monotonic()
 
         def on_step(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            visible = time.monotonic() - start >= after
+            progress.update(task, completed=done, total=total, visible=visible)
 
         yield on_step

@@ -50,6 +50,25 @@ def test_demo_tells_the_whole_story(demo):
     assert (out / "poster.png").is_file()
 
 
+def test_poster_and_previews_of_the_fake_are_labelled(demo, tmp_path):
+    import base64
+
+    from detectors.verify import verify_image
+
+    out, _ = demo
+    poster = verify_image(out / "poster.png").to_dict()
+    assert poster["verdict"]["outcome"] == "labelled-ai", poster["verdict"]
+    assert len(poster["c2pa"]["ingredients"]) == 2  # the photo and the fake
+    html = (out / "talk.html").read_text()
+    outcomes = []
+    for i, data in enumerate(re.findall(r'src="data:image/[a-z]+;base64,([^"]+)"', html)):
+        path = tmp_path / f"preview-{i}"
+        path.write_bytes(base64.b64decode(data))
+        outcomes.append(verify_image(path).verdict.outcome)
+    # the fake side by side, as generated, and both uploaded copies; the photo is not labelled
+    assert outcomes.count("labelled-ai") == 4, outcomes
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian `chromium` is not installed")
 def test_talk_page_shows_both_images_and_the_message(demo, tmp_path):
     out, _ = demo

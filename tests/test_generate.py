@@ -131,7 +131,10 @@ def test_badge_is_visible_and_labels_survive(tmp_path, tiny_folder):
     a, b = pixels(plain["path"]).astype(int), pixels(badged["path"]).astype(int)
     corner = np.abs(a[-40:, -120:] - b[-40:, -120:]).mean()
     elsewhere = np.abs(a[:100, :100] - b[:100, :100]).mean()
-    assert corner > 20 and elsewhere == 0
+    # elsewhere only the invisible marks differ (a few grey levels): the badged file is its own
+    # file, with its own identifier
+    assert corner > 20 and elsewhere < 5 and corner > 5 * elsewhere
+    assert badged["watermark"] != plain["watermark"]
     assert ours.decode(pixels(badged["path"])).payload == badged["watermark"]
 
 

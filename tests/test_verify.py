@@ -410,8 +410,8 @@ def test_labelled_output_is_trusted_with_the_local_ca(labelled):
     [
         ("stripped.png", "watermark-payload"),
         ("q75.jpg", "watermark-payload"),
-        ("half.png", "phash+watermark"),  # 256x192: too small to decode as is
-        ("r075.png", "phash+watermark"),  # 0.75: the block grid only lines up again resized back
+        ("half.png", "watermark-payload"),  # 256x192: the durable mark is read blind
+        ("r075.png", "watermark-payload"),  # 0.75: the first mark is gone, the durable one read
         ("upload.jpg", "phash+watermark"),  # 0.5 + JPEG 75: only the known payload still agrees
     ],
 )
@@ -465,7 +465,7 @@ def test_cli_ledger_option_uses_a_shared_ledger(labelled, tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["verify", copy, "--ledger", str(labelled["ledger"]), "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["ledger"]["how"] == "phash+watermark"
+    assert json.loads(res.stdout)["ledger"]["how"] == "watermark-payload"  # the durable mark
     folder = labelled["copies"]
     res = runner.invoke(cli, ["audit", str(folder), "--ledger", str(labelled["ledger"]), "--json"])
     assert json.loads(res.stdout)["summary"]["categories"]["labelled"] >= 4, res.output

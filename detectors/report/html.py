@@ -218,7 +218,19 @@ def poster_png(comparison: Comparison, path: str | Path) -> dict[str, Any]:
     """A 1920x1080 PNG for a slide: both images side by side, each verdict headline under its
     image, the distances, and the "do not trust your eyes" message at the bottom. Written
     atomically. Returns the layout: ``{"size", "background", "boxes": {"a": (x0, y0, x1, y1),
-    "b": ...}}`` (where each image was placed)."""
+    "b": ...}}`` (where each image was placed).
+
+    The file carries no label: fakestudio's commands label the poster (``poster_image``) through
+    its labeller when a shown image is AI-generated."""
+    canvas, layout = poster_image(comparison)
+    buf = io.BytesIO()
+    canvas.save(buf, "PNG", optimize=False)
+    atomic_write(Path(path), buf.getvalue())
+    return layout
+
+
+def poster_image(comparison: Comparison) -> tuple[Image.Image, dict[str, Any]]:
+    """The poster's pixels (RGB, 1920x1080) and its layout (see ``poster_png``)."""
     c = comparison
     W, H = POSTER_SIZE
     canvas = Image.new("RGB", (W, H), POSTER_BG)
@@ -298,10 +310,7 @@ def poster_png(comparison: Comparison, path: str | Path) -> dict[str, Any]:
     for j, line in enumerate(lines[: max(1, (H - band_top - 100) // (size + 8))]):
         d.text((margin, band_top + 94 + j * (size + 8)), line, font=body_font, fill=_BAND_FG)
 
-    buf = io.BytesIO()
-    canvas.save(buf, "PNG", optimize=False)
-    atomic_write(Path(path), buf.getvalue())
-    return {"size": (W, H), "background": POSTER_BG, "boxes": boxes}
+    return canvas, {"size": (W, H), "background": POSTER_BG, "boxes": boxes}
 
 
 def _font(size: int):
@@ -361,7 +370,9 @@ def _report_view(
     image_path: str | Path | None = None,
     image: Image.Image | None = None,
     preview: int = PREVIEW_SIDE,
+    image_data: bytes | None = None,
 ) -> dict[str, Any]:
+    """``image_data``: an already encoded preview file (e.g. a labelled one), embedded as is."""
     report = report or {}
     file = str(report.get("file") or image_path or "")
     notes: list[str] = [
@@ -375,7 +386,9 @@ def _report_view(
                 image = load_image(src, max_side=preview).image
             except ImageError as e:
                 notes.append(f"No preview: {e}")
-    if image is not None:
+    if image_data is not None:
+        image_uri = _file_data_uri(image_data)
+    elif image is not None:
         image_uri = _data_uri(image, "JPEG" if max(image.size) > 512 else "PNG", max_side=preview)
     signals = []
     for s in report.get("signals") or []:
@@ -596,6 +609,19 @@ def _data_uri(img: Image.Image | None, fmt: str = "PNG", *, max_side: int | None
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
+def _file_data_uri(data: bytes) -> str:
+    """An encoded image file as a data: URI, byte for byte (its metadata and labels kept)."""
+    if data.startswith(b"\x89PNG"):
+        mime = "image/png"
+    elif data.startswith(b"\xff\xd8"):
+        mime = "image/jpeg"
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        mime = "image/webp"
+    else:
+        raise ValueError("preview data is not a PNG, JPEG or WebP file")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
 def _legend_css() -> str:
     from detectors.compare import _CMAP_POS, _CMAP_RGB
 
@@ -630,16 +656,28 @@ def _env():
     return _ENV
 
 
-def render_talk(*, story: dict, comparison: Comparison, stages: list[dict]) -> str:
+def render_talk(
+    *,
+    story: dict,
+    comparison: Comparison,
+    stages: list[dict],
+    previews: dict[str, bytes] | None = None,
+) -> str:
     """The demo's talk page: the story in numbers, photo and fake side by side, what every
     check found before and after a simulated upload, and the closing message.
 
-    ``stages``: [{"name", "describe", "report": Report.to_dict(), "image": path}, ...]."""
+    ``stages``: [{"name", "describe", "report": Report.to_dict(), "image": path,
+    "preview": encoded file (optional)}, ...]. ``previews``: {"A" | "B": encoded file} for the
+    two sides. A given preview is embedded byte for byte (fakestudio passes labelled ones:
+    previews of generated pictures are generated pictures too)."""
     c = comparison
+    previews = previews or {}
     sides = []
     titles = ("A photo of the person", "The fake")
     for label, title, s in zip("AB", titles, (c.a, c.b), strict=True):
-        view = _report_view(s.report or {}, image=s.image, preview=900)
+        view = _report_view(
+            s.report or {}, image=s.image, preview=900, image_data=previews.get(label)
+        )
         view.update(
             label=label,
             title=title,
@@ -652,7 +690,12 @@ def render_talk(*, story: dict, comparison: Comparison, stages: list[dict]) -> s
         {
             "name": st["name"],
             "describe": st["describe"],
-            "view": _report_view(st["report"], image_path=st.get("image"), preview=512),
+            "view": _report_view(
+                st["report"],
+                image_path=st.get("image"),
+                preview=512,
+                image_data=st.get("preview"),
+            ),
         }
         for st in stages
     ]

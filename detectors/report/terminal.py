@@ -144,6 +144,15 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
         if d.get("error"):
             wl.append(f"{w.get('scheme')}: not checked ({d['error']})")
             continue
+        if d.get("skipped"):
+            wl.append(f"{w.get('scheme')}: {d['skipped']}")
+            continue
+        if w.get("found") and not w.get("payload"):
+            wl.append(
+                f"{w.get('scheme')}: FOUND, identifier unreadable (pilot z {d.get('pilot_z')}, "
+                f"confidence {w.get('confidence', 0):.2f})"
+            )
+            continue
         acc = f", bit accuracy {w['bit_accuracy']:.2f}" if w.get("bit_accuracy") is not None else ""
         if w.get("found"):
             wl.append(

@@ -41,7 +41,8 @@ KIND_STYLES = {
     "png_out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write a 1920x1080 poster PNG for a slide.",
+    help="Write a 1920x1080 poster PNG for a slide (labelled: watermark and C2PA manifest "
+    "with both images as ingredients when one of them is AI-generated).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.option(
@@ -93,9 +94,10 @@ def compare(a, b, html_out, png_out, as_json, trust_anchors):
 
             written["html"] = str(write_compare(cmp, html_out))
         if png_out is not None:
-            from detectors.report.html import poster_png
+            # the poster shows the images: labelled as a composite, through the labeller
+            from fakestudio.label.derived import write_poster
 
-            poster_png(cmp, png_out)
+            write_poster(cmp, png_out)
             written["png"] = str(png_out)
     except OSError as e:
         raise UserError(f"cannot write {e.filename or 'the report'}: {e.strerror or e}") from None

@@ -19,6 +19,8 @@ import io
 import os
 import re
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -34,6 +36,11 @@ from fakestudio.label.identity import Identity
 from fakestudio.record import GENERATOR_NAME, GenerationRecord
 
 DEFAULT_WATERMARK_ALG = "org.fakestudio.wm.dwtdctsvd.v1"
+#: IPTC digital source types for a picture made of several (composite: none of them AI)
+COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = (
+    "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+)
+COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/composite"
 GENERATION_VERSION = 1
 SIGNABLE = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _MIME_ALIASES = {
@@ -49,17 +56,36 @@ class SigningError(UserError):
     """c2pa refused to sign (most often: a certificate it does not accept); one line."""
 
 
+@dataclass(frozen=True)
+class Ingredient:
+    """A file this one was made from, added to the manifest (its own credentials included)."""
+
+    title: str  # reduced to a file name when signed
+    data: bytes
+    mime: str
+    relationship: str = "parentOf"  # parentOf (derived from it) | componentOf (placed in it)
+    label: str = "original"  # what the actions' ingredientIds refer to
+
+    def definition(self) -> dict:
+        return {
+            "title": _file_name(self.title) or "ingredient",
+            "relationship": self.relationship,
+            "label": self.label,
+        }
+
+
 def build_manifest(
     record: GenerationRecord,
-    watermark: dict | None,
+    watermark: dict | list[dict] | None,
     *,
     title: str | None = None,
     mime: str = "image/png",
 ) -> dict:
     """The manifest definition (c2pa Builder JSON) for one generated image.
 
-    `watermark`: {"alg": str (default DEFAULT_WATERMARK_ALG), "payload": hex str or bytes}.
-    Without a payload no soft binding is written. `title` is reduced to a file name.
+    `watermark`: {"alg": str (default DEFAULT_WATERMARK_ALG), "payload": hex str or bytes}, or
+    a list of them (one soft-binding assertion each, in order). Without a payload no soft
+    binding is written. `title` is reduced to a file name.
     """
     agent = {"name": GENERATOR_NAME, "version": __version__}
     created: dict[str, Any] = {
@@ -72,14 +98,13 @@ def build_manifest(
     actions = [created]
     assertions: list[dict] = []
 
-    soft = _soft_binding(watermark)
-    if soft is not None:
+    soft = _soft_bindings(watermark)
+    if soft:
         actions.append({"action": "c2pa.watermarked.bound", "softwareAgent": agent})
 
     assertions.append({"label": "c2pa.actions.v2", "data": {"actions": actions}})
     assertions.append({"label": GENERATION_LABEL, "data": generation_assertion(record)})
-    if soft is not None:
-        assertions.append({"label": SOFT_BINDING_LABEL, "data": soft})
+    assertions += [{"label": SOFT_BINDING_LABEL, "data": sb} for sb in soft]
 
     return {
         "claim_generator_info": [agent],
@@ -87,6 +112,63 @@ def build_manifest(
         "format": _normal_mime(mime),
         "assertions": assertions,
     }
+
+
+def build_derived_manifest(
+    watermark: dict | list[dict] | None,
+    *,
+    title: str,
+    mime: str = "image/png",
+    source_type: str = TRAINED_ALGORITHMIC_MEDIA,
+    parent: str | None = None,
+    components: Sequence[str] = (),
+    edits: Sequence[str] = (),
+    creator: dict | None = None,
+    generation: dict | None = None,
+) -> dict:
+    """The manifest for a picture fakestudio labels but did not generate itself: another
+    generator's output (`fakestudio label`), a poster or a preview made of shown images.
+
+    `parent`: the label of a parentOf ingredient (the file this one is a labelled copy of): the
+    first action is then `c2pa.opened` of it, else `c2pa.created` (by `creator`, a C2PA
+    softwareAgent such as {"name": "ComfyUI"}; default fakestudio). Both carry `source_type`.
+    `components`: labels of componentOf ingredients, each `c2pa.placed`. `edits`: further
+    action names (e.g. "c2pa.resized"). `generation`: an `org.fakestudio.generation` body (what
+    made the pixels, as far as known). Ingredients themselves go to `sign_bytes`.
+    """
+    agent = {"name": GENERATOR_NAME, "version": __version__}
+    first: dict[str, Any] = {"action": "c2pa.opened" if parent else "c2pa.created"}
+    first["digitalSourceType"] = source_type
+    first["softwareAgent"] = agent if parent or not creator else _agent(creator)
+    if parent:
+        first["parameters"] = {"ingredientIds": [parent]}
+    actions = [first]
+    actions += [
+        {"action": "c2pa.placed", "softwareAgent": agent, "parameters": {"ingredientIds": [c]}}
+        for c in components
+    ]
+    actions += [{"action": e, "softwareAgent": agent} for e in edits]
+    soft = _soft_bindings(watermark)
+    if soft:
+        actions.append({"action": "c2pa.watermarked.bound", "softwareAgent": agent})
+    assertions: list[dict] = [{"label": "c2pa.actions.v2", "data": {"actions": actions}}]
+    if generation:
+        assertions.append({"label": GENERATION_LABEL, "data": generation})
+    assertions += [{"label": SOFT_BINDING_LABEL, "data": sb} for sb in soft]
+    return {
+        "claim_generator_info": [agent],
+        "title": _file_name(title) or GENERATOR_NAME,
+        "format": _normal_mime(mime),
+        "assertions": assertions,
+    }
+
+
+def _agent(creator: dict) -> dict:
+    """A softwareAgent from untrusted text: name and version only, one short line each."""
+    out = {"name": " ".join(str(creator.get("name") or "unknown").split())[:100]}
+    if creator.get("version"):
+        out["version"] = " ".join(str(creator["version"]).split())[:50]
+    return out
 
 
 def generation_assertion(record: GenerationRecord) -> dict:
@@ -121,8 +203,17 @@ def generation_assertion(record: GenerationRecord) -> dict:
     return data
 
 
-def sign_bytes(data: bytes, mime: str, manifest: dict, identity: Identity) -> bytes:
-    """Embed and sign `manifest` in the image `data` (PNG, JPEG or WebP); return the new file."""
+def sign_bytes(
+    data: bytes,
+    mime: str,
+    manifest: dict,
+    identity: Identity,
+    ingredients: Sequence[Ingredient] = (),
+) -> bytes:
+    """Embed and sign `manifest` in the image `data` (PNG, JPEG or WebP); return the new file.
+
+    `ingredients`: files this one was made from; each is recorded with its hash, and with its
+    own manifest store when it has one (c2pa copies it in)."""
     import c2pa
 
     mime = _normal_mime(mime)
@@ -137,6 +228,10 @@ def sign_bytes(data: bytes, mime: str, manifest: dict, identity: Identity) -> by
             )
         )
         with signer, c2pa.Builder(definition, context=_signing_context()) as builder:
+            for ing in ingredients:
+                builder.add_ingredient(
+                    ing.definition(), _normal_mime(ing.mime), io.BytesIO(ing.data)
+                )
             builder.sign(signer, mime, io.BytesIO(data), out)
     except c2pa.C2paError as e:
         raise SigningError(_one_line(str(e) or type(e).__name__)) from e
@@ -172,6 +267,11 @@ def _signing_context():
             finally:
                 settings.close()
         return _context_cache[pid]
+
+
+def _soft_bindings(watermark: dict | list[dict] | None) -> list[dict]:
+    marks = watermark if isinstance(watermark, list) else [watermark]
+    return [sb for sb in (_soft_binding(w) for w in marks) if sb is not None]
 
 
 def _soft_binding(watermark: dict | None) -> dict | None:

@@ -680,7 +680,7 @@ def _preview(
 ) -> Path:
     """Render the sample prompt with the LoRA as it is now; write it through the labeller,
     beside the LoRA snapshot it was made with (so its manifest names a real file's hash)."""
-    from fakestudio.label.labeller import LabelOptions, write_labelled
+    from fakestudio.label.labeller import LabelOptions, file_payload, write_labelled
     from fakestudio.lora import sha256_file
     from fakestudio.record import GenerationRecord, LoraRef
     from fakestudio.schedulers import make_scheduler
@@ -726,7 +726,5 @@ def _preview(
             ).images[0]
         finally:
             unet.train()
-    from detectors.watermarks import ours
-
-    stem = f"step-{step:06d}-{ours.payload_from_fingerprint(record.fingerprint())}"
+    stem = f"step-{step:06d}-{file_payload(record, 'png')}"
     return write_labelled(image, record, folder, stem, LabelOptions()).path
