@@ -391,3 +391,48 @@ def test_durable_mark_recovers_a_cropped_rescaled_copy(sqlite_registry, tmp_path
     assert rep["registry"]["manifest_id"] == res["manifestId"]
     assert rep["registry"]["how"] == "watermark-payload"
     assert "fakestudio-durable" in rep["registry"]["binding_confirmed"]["method"]
+
+
+def test_label_publish(sqlite_registry, tmp_path):
+    st, secret = sqlite_registry
+    src = tmp_path / "render.png"
+    photo_like(512, 384, seed=31).save(src)
+    with running_registry(st) as url:
+        res = CliRunner().invoke(
+            cli,
+            [
+                "label",
+                str(src),
+                "--out",
+                str(tmp_path / "labelled"),
+                "--generator",
+                "Midjourney",
+                "--publish",
+                url,
+                "--token",
+                secret,
+                "--json",
+            ],
+            catch_exceptions=False,
+        )
+        assert res.exit_code == 0, res.output
+        rec = json.loads(res.stdout)[0]
+        mid = rec["published"]["manifestId"]
+        assert read_c2pa(rec["path"]).manifest_label == mid
+        with RegistryClient(url) as client:
+            assert client.by_binding(ours.ALG, rec["watermark"])[0]["manifestId"] == mid
+    nothing = CliRunner().invoke(
+        cli,
+        [
+            "label",
+            str(src),
+            "--out",
+            str(tmp_path / "l2"),
+            "--generator",
+            "x",
+            "--publish",
+            "http://127.0.0.1:9",
+        ],
+    )
+    assert nothing.exit_code == 2 and "token" in nothing.output
+    assert not (tmp_path / "l2").exists() or not any((tmp_path / "l2").iterdir())
