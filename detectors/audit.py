@@ -195,21 +195,42 @@ def audit(
     on_start: Callable[[int], None] | None = None,
     memory_limit_mb: int | None = MEMORY_LIMIT_MB,
     time_limit: float | None = PER_FILE_SECONDS,
+    registry: str | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> AuditResult:
     """Verify every image under ``root``. ``on_start(total)`` is called once the walk is done,
     ``on_progress(done, total, report_dict)`` after each file (in completion order).
     ``time_limit``: seconds per file (None: no limit). Ctrl-C returns the files done so far
-    (``result.complete`` False)."""
+    (``result.complete`` False). ``registry``: verify --registry's look-up, for files whose
+    manifest is gone. ``engine="ray"`` runs the same checks as Ray tasks
+    (``detectors.audit_ray``)."""
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
+    if engine == "ray":
+        from detectors.audit_ray import audit_ray
+
+        return audit_ray(
+            root,
+            address=address,
+            num_cpus=workers,
+            trust_anchors=trust_anchors,
+            ledger_path=ledger_path,
+            use_ledger=use_ledger,
+            registry=registry,
+            on_progress=on_progress,
+            on_start=on_start,
+            time_limit=time_limit,
+        )
     files, skipped, notes = find_images(root)
     total = len(files)
     workers = default_workers() if workers is None else max(1, int(workers))
-    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
-        raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
     args = (
         trust_anchors or None,
         str(ledger_path) if ledger_path else None,
         use_ledger,
         time_limit,
+        registry,
     )
     results: list[dict | None] = [None] * total
     done = 0
@@ -399,7 +420,9 @@ def timeout_reason(seconds) -> str:
     return f"the analysis took longer than the time limit of {seconds:g} s per file; stopped"
 
 
-def _verify_one(path: str, anchors, ledger_path, use_ledger, time_limit=None) -> dict:
+def _verify_one(
+    path: str, anchors, ledger_path, use_ledger, time_limit=None, registry=None
+) -> dict:
     """Verify one file in this process; any unexpected failure becomes an "unreadable" report."""
     try:
         from detectors.verify import verify_image
@@ -407,7 +430,11 @@ def _verify_one(path: str, anchors, ledger_path, use_ledger, time_limit=None) ->
         try:
             with deadline(time_limit):
                 rep = verify_image(
-                    path, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger
+                    path,
+                    trust_anchors=anchors,
+                    ledger_path=ledger_path,
+                    use_ledger=use_ledger,
+                    registry=registry,
                 )
         except TimeUp:
             return error_report(path, timeout_reason(time_limit))

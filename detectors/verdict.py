@@ -27,7 +27,7 @@ from typing import Any
 
 from detectors.metadata import AI_SOURCE_TYPES, is_ai_source_type
 
-SOURCES = ("c2pa", "watermark", "metadata", "ledger", "forensics")
+SOURCES = ("c2pa", "watermark", "metadata", "ledger", "forensics", "registry")
 #: fakestudio's own marks: the first (exact, fixed grid) and the durable one (survives edits).
 OUR_SCHEMES = ("fakestudio", "fakestudio-durable")
 
@@ -185,6 +185,7 @@ def decide(
     watermarks: list[dict] | None = None,
     metadata: dict | None = None,
     ledger: dict | None = None,
+    registry: dict | None = None,
 ) -> Verdict:
     """The verdict from the evidence (plain dicts, as in a report).
 
@@ -239,6 +240,9 @@ def decide(
             [unreadable_reason or "unreadable"],
         )
 
+    if registry and registry.get("matched"):
+        return _registry_verdict(registry)
+
     if matched:
         how = ledger.get("how")
         entry = ledger.get("entry") or {}
@@ -291,6 +295,41 @@ def decide(
     if metadata.get("camera"):
         reasons.append("camera EXIF present (a claim, easily written or removed)")
     return make_verdict("no-provenance", head, reasons)
+
+
+REGISTRY_MESSAGE = (
+    "This copy lost its label, but a soft-binding registry returned the signed manifest that "
+    "its invisible watermark points to, and the signature checks out. That ties the copy to a "
+    "signed claim by whoever holds the signing key; it does not show that this copy is "
+    "unchanged (its bytes are not the signed file's) nor who the signer really is, unless you "
+    "trust their certificate. " + EYES
+)
+
+
+def _registry_verdict(registry: dict) -> Verdict:
+    c2pa = registry.get("c2pa") or {}
+    who = c2pa.get("signer") or c2pa.get("issuer") or "an unnamed signer"
+    trust = "trusted" if c2pa.get("state") == "trusted" else "valid but untrusted"
+    reasons = [
+        f"registry {registry.get('url')}: manifest {registry.get('manifest_id')} "
+        f"({trust} signature, signed by {who}), matched by {registry.get('how')}"
+    ]
+    if manifest_declares_ai(c2pa):
+        dst = _code(c2pa.get("digital_source_type")) or "AI"
+        v = make_verdict(
+            "recovered",
+            f"AI-generated: signed provenance recovered from the registry {registry.get('url')} "
+            f"({dst}, signed by {who})",
+            reasons,
+        )
+        v.message = REGISTRY_MESSAGE
+        return v
+    return make_verdict(
+        "credentials-not-ai",
+        f"Content Credentials recovered from the registry {registry.get('url')}, signed by "
+        f"{who}, that do not declare AI",
+        reasons,
+    )
 
 
 def manifest_declares_ai(c2pa: dict) -> bool:

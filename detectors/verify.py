@@ -73,6 +73,7 @@ class Report:
     signals: list[Signal]
     verdict: Verdict
     trust: dict = field(default_factory=dict)
+    registry: dict = field(default_factory=dict)  # filled only with verify --registry URL
 
     def to_dict(self, full: bool = True) -> dict[str, Any]:
         """The stable JSON form (``schema`` "fakestudio.verify/1"). ``full=False`` drops the
@@ -100,6 +101,7 @@ class Report:
             "phash": self.phash,
             "signals": [s.to_dict() for s in self.signals],
             "trust": self.trust,
+            "registry": self.registry or {"checked": False},
             "notes": self.notes(),
         }
 
@@ -108,6 +110,8 @@ class Report:
         out = list(self.image.get("notes") or [])
         if self.ledger.get("note"):
             out.append(self.ledger["note"])
+        if (self.registry or {}).get("note"):
+            out.append(self.registry["note"])
         return out
 
 
@@ -117,9 +121,13 @@ def verify_image(
     trust_anchors: list[bytes] | None = None,
     ledger_path: str | os.PathLike | None = None,
     use_ledger: bool = True,
+    registry: str | None = None,
 ) -> Report:
     """Run every check on one image file and decide. Never raises for a bad file: an image that
-    cannot be read gets the verdict "unreadable" with the reason."""
+    cannot be read gets the verdict "unreadable" with the reason.
+
+    ``registry``: a soft-binding registry's URL, asked only when the file carries no manifest
+    (``detectors.registry_client.recover``); never by default."""
     name = str(path)
     p = Path(path)
     info = image_io.new_info()
@@ -168,10 +176,15 @@ def verify_image(
     if use_ledger and sha is not None:
         ledger = _ledger(ledger_path, sha, watermarks, rgb, phash)
 
+    reg: dict = {}
+    if registry and rgb is not None and c2pa.state == "absent":
+        reg = _registry(registry, p, data, info.get("mime"), rgb, watermarks, anchors)
+
     c2pa_d = shallow_dict(c2pa)
     meta_d = meta.to_dict()
     readable = rgb is not None
     verdict = decide(
+        registry=reg,
         readable=readable,
         unreadable_reason=info.get("reason"),
         c2pa=c2pa_d,
@@ -180,6 +193,8 @@ def verify_image(
         ledger=ledger,
     )
     signals = _signals(c2pa_d, watermarks, meta_d, ledger, info, readable)
+    if reg.get("checked"):
+        signals.append(_registry_signal(reg))
     image = {
         k: info.get(k)
         for k in (
@@ -210,6 +225,39 @@ def verify_image(
         signals=signals,
         verdict=verdict,
         trust=trust,
+        registry=reg,
+    )
+
+
+def _registry(url: str, p: Path, data: bytes | None, mime, rgb, watermarks, anchors) -> dict:
+    from detectors.registry_client import recover
+
+    if data is None:
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            return {"checked": False, "url": url, "note": f"registry not asked: {e.strerror or e}"}
+    return recover(url, data, mime=mime, rgb=rgb, watermarks=watermarks, trust_anchors=anchors)
+
+
+def _registry_signal(reg: dict) -> Signal:
+    if reg.get("matched"):
+        c2pa = reg.get("c2pa") or {}
+        who = c2pa.get("signer") or c2pa.get("issuer") or "?"
+        return Signal(
+            "registry",
+            "registry-match",
+            0.99,
+            {"url": reg.get("url"), "manifest_id": reg.get("manifest_id"), "how": reg.get("how")},
+            f"the registry {reg.get('url')} holds this output's signed manifest "
+            f"({reg.get('manifest_id')}, signed by {who}), matched by {reg.get('how')}",
+        )
+    return Signal(
+        "registry",
+        "registry-no-match",
+        0.5,
+        {"url": reg.get("url")},
+        reg.get("note") or f"the registry {reg.get('url')} has no manifest for this image",
     )
 
 

@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "label": "fakestudio.commands.label:label",
     "encounter": "fakestudio.commands.encounter:encounter",
     "demo": "fakestudio.commands.demo:demo",
+    "registry": "fakestudio.commands.registry:registry",
 }
 
 

@@ -41,6 +41,7 @@ REPORT_KEYS = {
     "phash",
     "signals",
     "trust",
+    "registry",
     "notes",
 }
 NOT_A_VERDICT = re.compile(r"\b(real|authentic|genuine)\b", re.I)

@@ -202,6 +202,26 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
             )
     out.append(("Ledger", ll))
 
+    reg = report.get("registry") or {}
+    if reg.get("checked") or reg.get("note"):
+        rl: list[str] = []
+        if reg.get("matched"):
+            c = reg.get("c2pa") or {}
+            rl.append(
+                f"{reg.get('url')}: manifest {reg.get('manifest_id')}, signed by "
+                f"{c.get('signer') or c.get('issuer') or '?'} ({c.get('state')}), matched by {reg.get('how')}"
+            )
+            if c.get("generation"):
+                gen = c["generation"]
+                rl.append(
+                    f"generation: {(gen.get('base_model') or {}).get('name')}, seed {gen.get('seed')}, "
+                    f"{len(gen.get('loras') or [])} LoRA(s)"
+                )
+            rl.append(reg.get("proves") or "")
+        else:
+            rl.append(reg.get("note") or f"{reg.get('url')}: no match")
+        out.append(("Registry", rl))
+
     img = report.get("image") or {}
     fl = []
     if report.get("format") or img.get("width"):

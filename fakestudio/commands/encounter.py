@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from fakestudio.commands.options import render_options
+from fakestudio.commands.registry import publish_options
 
 
 @click.command()
@@ -50,7 +51,19 @@ from fakestudio.commands.options import render_options
     help="Naive weighted merge of both LoRAs (what A1111 does), for comparison.",
 )
 @render_options
-def encounter(persons, scene, layout, feather, context, merge, as_json, **render):
+@publish_options
+def encounter(
+    persons,
+    scene,
+    layout,
+    feather,
+    context,
+    merge,
+    as_json,
+    publish_url=None,
+    registry_token=None,
+    **render,
+):
     """Generate a fictitious encounter of two people, each from their own LoRA.
 
     Each person's LoRA and prompt act only in their own region; the background has neither
@@ -76,8 +89,11 @@ def encounter(persons, scene, layout, feather, context, merge, as_json, **render
         **render,
     )
     check_config(cfg)
+    from fakestudio.commands.registry import publish_written, resolve_publish
+
+    publish_url, registry_token = resolve_publish(publish_url, registry_token)
     with step_progress("composing the encounter", quiet=as_json) as on_step:
         written = run(cfg, on_step=on_step)
     from fakestudio.commands import echo_written
 
-    echo_written(written, as_json)
+    echo_written(written, as_json, publish_written(written, publish_url, registry_token))

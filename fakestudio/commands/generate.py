@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fakestudio.commands.options import render_options
+from fakestudio.commands.registry import publish_options
 
 
 @click.command()
@@ -21,7 +22,8 @@ from fakestudio.commands.options import render_options
     help="Where <lora:name:weight> tags in the prompt are looked up.",
 )
 @render_options
-def generate(prompt, loras, lora_dir, as_json, **render):
+@publish_options
+def generate(prompt, loras, lora_dir, as_json, publish_url=None, registry_token=None, **render):
     """Generate labelled images from PROMPT.
 
     \b
@@ -29,6 +31,7 @@ def generate(prompt, loras, lora_dir, as_json, **render):
     fakestudio generate "portrait <lora:ben0a:0.8>" --lora-dir loras/ --base ./sd15
     """
     from fakestudio.commands import echo_written
+    from fakestudio.commands.registry import publish_written, resolve_publish
     from fakestudio.generate import GenerateConfig, check_config
     from fakestudio.generate import generate as run
     from fakestudio.lora import parse_lora_arg
@@ -41,7 +44,9 @@ def generate(prompt, loras, lora_dir, as_json, **render):
         **render,
     )
     check_config(cfg)
+    publish_url, registry_token = resolve_publish(publish_url, registry_token)
     n = cfg.n
     with step_progress(f"generating {n} image{'s' if n > 1 else ''}", quiet=as_json) as on_step:
         written = run(cfg, on_step=on_step)
-    echo_written(written, as_json)
+    published = publish_written(written, publish_url, registry_token)
+    echo_written(written, as_json, published)

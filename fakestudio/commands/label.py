@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from fakestudio.commands.registry import publish_options
+
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -32,7 +34,8 @@ import click
 )
 @click.option("--badge", is_flag=True, help="Also stamp a visible 'AI-generated' badge.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def label(images, out, generator, fmt, badge, as_json):
+@publish_options
+def label(images, out, generator, fmt, badge, as_json, publish_url=None, registry_token=None):
     """Write labelled copies of AI images made elsewhere (Automatic1111, ComfyUI, any).
 
     \b
@@ -55,16 +58,22 @@ def label(images, out, generator, fmt, badge, as_json):
     one line, nothing written.
     """
     from fakestudio.commands import echo_written
+    from fakestudio.commands.registry import publish_written, resolve_publish
     from fakestudio.label.copies import CopyConfig, label_copies
     from fakestudio.progress import step_progress
 
     cfg = CopyConfig(out=out, generator=generator, fmt=fmt, badge=badge)
+    publish_url, registry_token = resolve_publish(publish_url, registry_token)
     n = len(images)
     with step_progress(
         f"labelling {n} image{'s' if n > 1 else ''}", quiet=as_json, unit="images", after=1.0
     ) as on_done:
         copies = label_copies(list(images), cfg, on_done=on_done)
+    published = publish_written([c.written for c in copies], publish_url, registry_token)
     if as_json:
-        click.echo(json.dumps([c.to_dict() for c in copies], indent=2))
+        records = [c.to_dict() for c in copies]
+        for rec, pub in zip(records, published, strict=False):  # same order as the copies
+            rec["published"] = {"registry": pub["registry"], "manifestId": pub["manifestId"]}
+        click.echo(json.dumps(records, indent=2))
     else:
         echo_written([c.written for c in copies], False)

@@ -66,6 +66,23 @@ def _ledger_options(f):
     )(f)
 
 
+def _registry_option(f):
+    return click.option(
+        "--registry",
+        "registry",
+        default=None,
+        metavar="URL",
+        help="When an image's manifest is gone, ask this soft-binding registry for it (its "
+        "watermark payload, or the image itself when no payload reads). Never by default.",
+    )(f)
+
+
+def registry_choice(url: str | None) -> str | None:
+    if url and not url.startswith(("http://", "https://")):
+        raise UserError(f"--registry {url}: give an http:// or https:// URL")
+    return url or None
+
+
 def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bool]:
     """(ledger_path, use_ledger) from --ledger / --no-ledger; a --ledger must be a ledger."""
     if ledger is None:
@@ -93,6 +110,7 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
 )
 @_trust_option
 @_ledger_options
+@_registry_option
 @click.option(
     "--html",
     "html_out",
@@ -109,7 +127,9 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
     metavar="SECONDS",
     help="Most time one image may take; an image that takes longer is reported unreadable.",
 )
-def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit):
+def verify(
+    images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit, registry=None
+):
     """Say what can and cannot be said about where each image came from.
 
     Checks Content Credentials (C2PA), invisible watermarks (fakestudio's, Stable Diffusion's,
@@ -139,12 +159,17 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out, time_lim
         raise UserError("--html writes one image's report: give a single IMG (or use audit --html)")
     anchors = read_trust_anchors(trust_anchors)
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
+    registry = registry_choice(registry)
     reports = []
     for p in images:
         try:
             with deadline(time_limit):
                 rep = verify_image(
-                    p, trust_anchors=anchors, ledger_path=ledger_path, use_ledger=use_ledger
+                    p,
+                    trust_anchors=anchors,
+                    ledger_path=ledger_path,
+                    use_ledger=use_ledger,
+                    registry=registry,
                 ).to_dict()
         except TimeUp:
             rep = error_report(str(p), timeout_reason(time_limit))
@@ -202,8 +227,23 @@ def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out, time_lim
     is_flag=True,
     help="Print one JSON line per file as it finishes, then a summary line (streaming).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool on this machine; ray: Ray tasks (a local Ray instance with "
+    "--workers CPUs, or the cluster at --address; files must be at the same path on every node).",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="ADDR",
+    help="With --engine ray: the cluster, e.g. ray://head:10001 (default: start a local instance).",
+)
 @_trust_option
 @_ledger_options
+@_registry_option
 @click.option(
     "--html",
     "html_out",
@@ -223,6 +263,9 @@ def audit(
     ledger,
     no_ledger,
     html_out,
+    registry=None,
+    engine="local",
+    address=None,
 ):
     """Verify every image under FOLDER (recursively) and count what was found.
 
@@ -256,6 +299,16 @@ def audit(
         raise UserError(f"--csv {csv_out}: is a folder")
     anchors = read_trust_anchors(trust_anchors)
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
+    registry = registry_choice(registry)
+    extra = {"registry": registry} if registry else {}
+    if address and engine != "ray":
+        raise UserError("--address is for --engine ray")
+    if engine == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UserError("--engine ray needs Ray: pip install 'ray>=2.40'")
+        extra.update(engine="ray", address=address)
 
     from detectors.audit import CsvStream
     from detectors.files import clean_stale_parts
@@ -286,6 +339,7 @@ def audit(
                 on_start=on_start,
                 on_progress=progress,
                 time_limit=time_limit,
+                **extra,
             )
         if stream is not None:
             stream.finish(result)
