@@ -112,4 +112,7 @@ def audit_ray(
         if started_here:
             ray.shutdown()
     reports = [r for r in results if r is not None]
-    return AuditResult(str(root), reports, summarise(reports, skipped), notes)
+    summary = summarise(reports, skipped)
+    summary["complete"] = len(reports) == total  # the local pool's fields, same meaning
+    summary["found"] = total
+    return AuditResult(str(root), reports, summary, notes)

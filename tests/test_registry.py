@@ -18,7 +18,7 @@ from PIL import Image
 
 from detectors.c2pa import read_c2pa
 from detectors.registry_client import RegistryClient, RegistryError, recover, store_signature_ok
-from detectors.watermarks import ours
+from detectors.watermarks import durable, ours
 from fakestudio.cli import cli
 from fakestudio.registry import tokens
 from fakestudio.registry.storage import open_storage
@@ -45,7 +45,11 @@ def test_publish_look_up_and_fetch_on_both_backends(storage, outputs):
     with running_registry(storage) as url, RegistryClient(url, secret) as client:
         res = client.publish(a.path.read_bytes())
         assert res["created"] is True
-        assert res["softBindings"] == [{"alg": ours.ALG, "value": a.payload}]
+        # both marks are declared (same identifier), and the file is filed under each
+        assert res["softBindings"] == [
+            {"alg": ours.ALG, "value": a.payload},
+            {"alg": durable.ALG, "value": a.payload},
+        ]
         assert client.publish(a.path.read_bytes())["created"] is False  # idempotent
         mid = res["manifestId"]
         assert mid.startswith("urn:c2pa:")
@@ -58,6 +62,7 @@ def test_publish_look_up_and_fetch_on_both_backends(storage, outputs):
         post = httpx.post(f"{url}/matches/byBinding", json={"alg": ours.ALG, "value": a.payload})
         assert post.json()["matches"][0]["manifestId"] == mid
         assert client.by_binding(ours.ALG, outputs["b"].payload) == []
+        assert client.by_binding(durable.ALG, a.payload)[0]["manifestId"] == mid
         # the manifest store, as bytes a C2PA reader accepts on its own
         resp = httpx.get(f"{url}/manifests/{mid}")
         assert resp.headers["content-type"] == "application/c2pa"
