@@ -20,6 +20,7 @@ three plain generations of compute). `--merge` gives the naive merge for compari
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -565,7 +566,7 @@ def load_people(pipe, persons: list[Person]) -> list[LoraRef]:
     if len(refs) != len(persons):
         raise UserError("each --person LoRA needs a non-zero weight")
     refs = [
-        LoraRef(r.name, r.sha256, r.weight, p.trigger or r.trigger)
+        dataclasses.replace(r, trigger=p.trigger or r.trigger)
         for r, p in zip(refs, persons, strict=True)
     ]
     pipe._fakestudio_weights = {f"lora{i}": p.weight for i, p in enumerate(persons)}

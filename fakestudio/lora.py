@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from detectors.fingerprint import sha256_file  # noqa: F401  (re-exported for callers)
 from fakestudio.errors import UserError
+from fakestudio.lora_info import a1111_hash, module_of, part_of
 from fakestudio.record import LoraRef
 
 PROMPT_LORA = re.compile(r"<lora:([^:>]+)(?::([^>]+))?>")
@@ -116,8 +119,15 @@ def _short(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:160]
 
 
-def apply_loras(pipe, specs: list[LoraSpec]) -> list[LoraRef]:
-    """Load every LoRA with a non-zero weight into the pipeline and set their weights."""
+def apply_loras(
+    pipe, specs: list[LoraSpec], warn: Callable[[str], None] | None = None
+) -> list[LoraRef]:
+    """Load every LoRA with a non-zero weight into the pipeline and set their weights.
+
+    A LoRA clearly made for another architecture (SDXL on SD1, another cross-attention width,
+    under half of its modules found) is refused with one line; one whose modules only partly
+    matched loads with a `warn` line saying how many did."""
+    warn = warn or _stderr
     refs, names, weights = [], [], []
     is_xl = hasattr(pipe, "text_encoder_2")
     for i, spec in enumerate(specs):
@@ -127,16 +137,81 @@ def apply_loras(pipe, specs: list[LoraSpec]) -> list[LoraRef]:
                 f"{spec.path}: LoRA was made for another base architecture (SDXL); "
                 "this base is Stable Diffusion 1.x"
             )
+        modules, width = lora_modules(spec.path)
+        base_width = getattr(pipe.unet.config, "cross_attention_dim", None)
+        if width is not None and base_width is not None and width != base_width:
+            raise UserError(
+                f"{spec.path}: LoRA was made for another base architecture (cross-attention "
+                f"width {width}, this base has {base_width})"
+            )
         if spec.weight == 0:
             continue
         name = f"lora{i}"
         _load_one(pipe, spec.path, name)
+        matched = _adapted_modules(pipe, name)
+        if matched < len(modules):
+            if matched * 2 < len(modules):
+                pipe.delete_adapters(name)
+                raise UserError(
+                    f"{spec.path}: only {matched} of {len(modules)} LoRA modules match this "
+                    "base: made for another base architecture"
+                )
+            warn(
+                f"{spec.path.name}: {matched} of {len(modules)} LoRA modules match this base; "
+                f"{len(modules) - matched} are ignored"
+            )
         names.append(name)
         weights.append(spec.weight)
-        refs.append(LoraRef(spec.path.name, sha256_file(spec.path), spec.weight, trigger_of(meta)))
+        refs.append(
+            LoraRef(
+                spec.path.name,
+                sha256_file(spec.path),
+                spec.weight,
+                trigger_of(meta),
+                a1111_hash(spec.path, meta),
+            )
+        )
     if names:
         pipe.set_adapters(names, adapter_weights=weights)
     return refs
+
+
+def lora_modules(path: Path) -> tuple[set[str], int | None]:
+    """The modules a LoRA file adapts (by their down/A weights) and the cross-attention width
+    its UNet keys were made for (None when it has no cross-attention key projection)."""
+    from safetensors import safe_open
+
+    modules, width = set(), None
+    with safe_open(str(path), framework="pt") as f:
+        for k in f.keys():
+            found = module_of(k)
+            if found is None or found[1] != "down":
+                continue
+            modules.add(found[0])
+            flat = k.replace(".", "_")
+            if part_of(k)[0] == "unet" and ("attn2_to_k" in flat or "attn2_processor_to_k" in flat):
+                shape = f.get_slice(k).get_shape()
+                if len(shape) == 2:
+                    width = int(shape[1])
+    return modules, width
+
+
+def _adapted_modules(pipe, adapter: str) -> int:
+    """How many layers of the pipeline's UNet and text encoders carry `adapter`."""
+    n = 0
+    for part in ("unet", "text_encoder", "text_encoder_2"):
+        model = getattr(pipe, part, None)
+        if model is None:
+            continue
+        for module in model.modules():
+            lora_a = getattr(module, "lora_A", None)
+            if lora_a is not None and adapter in lora_a:
+                n += 1
+    return n
+
+
+def _stderr(message: str) -> None:
+    print(f"fakestudio: {message}", file=sys.stderr)
 
 
 def _load_one(pipe, path: Path, adapter: str) -> None:

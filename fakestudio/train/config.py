@@ -92,8 +92,8 @@ class TrainConfig:
     def outputs(self) -> list[tuple[str, Path]]:
         """[(form, path)] written at the end."""
         out = Path(self.out)
-        if self.format == "both":
-            return [("peft", out), ("kohya", out.with_name(out.stem + ".kohya.safetensors"))]
+        if self.format == "both":  # OUT is the kohya file, so A1111's tag is <lora:OUT's stem:1>
+            return [("kohya", out), ("peft", out.with_name(out.stem + ".peft.safetensors"))]
         return [(self.format, out)]
 
     def run_folder(self) -> Path:

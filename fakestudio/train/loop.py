@@ -159,6 +159,8 @@ def train(
     from diffusers import DDPMScheduler
     from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
+    from fakestudio.train.export import tag_frequency
+
     alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
     torch.manual_seed(cfg.seed)  # the same LoRA initialisation in every process
     unet.add_adapter(
@@ -283,6 +285,7 @@ def train(
     }
     guard = LossGuard(cfg.explode_factor, cfg.explode_patience)
     step, resumed_from = 0, None
+    started_at = round(time.time(), 3)  # kohya's ss_training_started_at; kept across resumes
     if cfg.resume:
         ckpt = load_checkpoint(latest_checkpoint(run_dir))
         _check_resumable(ckpt.state.get("identity", {}), identity, ckpt.path)
@@ -308,6 +311,7 @@ def train(
         if ckpt.state.get("total") != total:
             say(f"resuming a {ckpt.state.get('total')}-step run as a {total}-step run")
         step = resumed_from = ckpt.step
+        started_at = ckpt.state.get("started_at", started_at)
         say(f"resumed from {ckpt.path} (step {step})")
 
     last_ckpt = latest_checkpoint(run_dir)
@@ -324,6 +328,7 @@ def train(
                 "identity": identity,
                 "total": total,
                 "processes": procs,
+                "started_at": started_at,
                 "guard": guard.state(),
                 "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
                 "software": f"fakestudio {__version__}",
@@ -382,7 +387,7 @@ def train(
             **({"notes": cfg.extra} if cfg.extra else {}),
         }
 
-    def lora_file_kwargs(at: int, form: str) -> dict:
+    def lora_file_kwargs(at: int, form: str, path: Path) -> dict:
         states = lora_state()
         u = {k[5:]: v for k, v in states.items() if k.startswith("unet.")}
         tes = {
@@ -397,6 +402,9 @@ def train(
             te_configs=te_configs,
             form=form,
             header=header(at),
+            output_name=Path(path).stem,
+            started_at=started_at,
+            tag_frequency=tag_frequency([img.caption for img in ds.images]),
         )
 
     samples: list[Path] = []
@@ -412,7 +420,7 @@ def train(
                     ds,
                     resolution,
                     at,
-                    lora_file_kwargs(at, outputs[0][0]),
+                    lora_file_kwargs(at, *outputs[0]),
                     run_dir,
                     accelerator,
                 )
@@ -524,7 +532,7 @@ def train(
         for form, path in outputs:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
             try:
-                save_lora(Path(path).expanduser(), **lora_file_kwargs(step, form))
+                save_lora(Path(path).expanduser(), **lora_file_kwargs(step, form, path))
             except OSError as e:
                 for p in written:
                     p.unlink(missing_ok=True)
