@@ -340,14 +340,16 @@ def _side(li: LoadedImage, report: dict | None) -> Side:
 def perceptual_hashes(a: Image.Image, b: Image.Image) -> dict[str, dict]:
     import imagehash
 
+    from detectors.fingerprint import hamming, phash_hex
+
     out = {}
     for name, fn in (
-        ("phash", imagehash.phash),
-        ("dhash", imagehash.dhash),
-        ("ahash", imagehash.average_hash),
+        ("phash", phash_hex),  # the pHash the ledger and verify use
+        ("dhash", lambda im: str(imagehash.dhash(im))),
+        ("ahash", lambda im: str(imagehash.average_hash(im))),
     ):
         ha, hb = fn(a), fn(b)
-        out[name] = {"a": str(ha), "b": str(hb), "distance": int(ha - hb), "bits": HASH_BITS}
+        out[name] = {"a": ha, "b": hb, "distance": hamming(ha, hb), "bits": HASH_BITS}
     return out
 
 

@@ -30,16 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from fakestudio.errors import UserError
+from fakestudio.generate import check_render
 from fakestudio.label.labeller import (
     LabelOptions,
     Written,
-    check_format,
     check_writable,
     write_labelled,
 )
 from fakestudio.lora import LoraSpec, apply_loras, read_header
 from fakestudio.record import GenerationRecord, LoraRef
-from fakestudio.schedulers import canonical
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 # default left/right layout: the two halves below a strip of background (the scene's top)
@@ -471,13 +470,7 @@ def check_config(cfg: EncounterConfig) -> None:
     for p in cfg.persons:
         if not p.lora.is_file():
             raise UserError(f"{p.lora}: LoRA file not found")
-    for name, v in (("--width", cfg.width), ("--height", cfg.height)):
-        if v is not None and (v % 8 or v < 256):
-            raise UserError(f"{name} {v}: must be divisible by 8 and at least 256")
-    if cfg.n < 1 or cfg.steps < 1:
-        raise UserError("-n and --steps must be at least 1")
-    canonical(cfg.scheduler)
-    check_format(cfg.fmt)
+    check_render(cfg)
     if not cfg.merge:
         parse_layout(cfg.layout)
 

@@ -51,25 +51,38 @@ class GenerateConfig:
     device: str | None = None  # None: cuda when available, else cpu
 
 
-def check_config(cfg: GenerateConfig) -> None:
-    """Everything that can be checked before loading a model."""
-    if not cfg.prompt.strip():
-        raise UserError("the prompt is empty")
+MAX_STEPS = 1000
+MAX_SIDE = 4096
+MIN_SIDE = 256  # the invisible watermark needs at least this
+
+
+def check_render(cfg) -> None:
+    """The options generate and encounter share (-n, --steps, --width/--height, --scheduler,
+    --format), with the same limits for both."""
     if cfg.n < 1:
         raise UserError(f"-n must be at least 1 (got {cfg.n})")
-    if cfg.steps < 1 or cfg.steps > 1000:
-        raise UserError(f"--steps must be between 1 and 1000 (got {cfg.steps})")
+    if cfg.steps < 1 or cfg.steps > MAX_STEPS:
+        raise UserError(f"--steps must be between 1 and {MAX_STEPS} (got {cfg.steps})")
     for name, v in (("--width", cfg.width), ("--height", cfg.height)):
         if v is None:
             continue
         if v % 8:
             raise UserError(f"{name} {v} is not divisible by 8")
-        if v < 256:
-            raise UserError(f"{name} {v} is under 256: the invisible watermark needs at least 256")
-        if v > 4096:
-            raise UserError(f"{name} {v} is over 4096")
+        if v < MIN_SIDE:
+            raise UserError(
+                f"{name} {v} is under {MIN_SIDE}: the invisible watermark needs at least {MIN_SIDE}"
+            )
+        if v > MAX_SIDE:
+            raise UserError(f"{name} {v} is over {MAX_SIDE}")
     canonical(cfg.scheduler)
     check_format(cfg.fmt)
+
+
+def check_config(cfg: GenerateConfig) -> None:
+    """Everything that can be checked before loading a model."""
+    if not cfg.prompt.strip():
+        raise UserError("the prompt is empty")
+    check_render(cfg)
     for spec in cfg.loras:
         if not spec.path.is_file():
             raise UserError(f"{spec.path}: LoRA file not found")

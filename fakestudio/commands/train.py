@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -235,75 +236,35 @@ def train(dataset, out, fmt, cache, toml, as_json, quiet, **options):
         click.echo(str(p))
 
 
-class _progress:
+@contextmanager
+def _progress(quiet: bool):
     """A rich bar with step, loss, lr and ETA on a terminal; a plain line every 5% otherwise."""
+    from fakestudio.progress import on_terminal, progress_bars
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar = None
-
-    def __enter__(self):
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        if self.quiet:
-            return lambda info: None
-        if not console.is_terminal:
-            return self._lines
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self.bar.__enter__()
-        self.task = None
-        return self._bar
-
-    def _bar(self, info) -> None:
-        if self.task is None:  # created at the first step: elapsed and ETA count steps only
-            self.task = self.bar.add_task(
-                "training", total=info.total, completed=info.first_step, loss="-", lr="-"
+    if quiet:
+        yield lambda info: None
+    elif not on_terminal():
+        yield _lines
+    else:
+        fields = "loss {task.fields[loss]}  lr {task.fields[lr]}"
+        with progress_bars("", fields=fields, elapsed=True, transient=False) as bars:
+            yield lambda info: bars(
+                "training", info.step, info.total, loss=f"{info.loss:.4f}", lr=f"{info.lr:.2e}"
             )
-        self.bar.update(
-            self.task,
-            completed=info.step,
-            total=info.total,
-            loss=f"{info.loss:.4f}",
-            lr=f"{info.lr:.2e}",
-        )
 
-    def _lines(self, info) -> None:
-        every = max(1, info.total // 20)
-        if info.step % every and info.step != info.total:
-            return
-        done = info.step - info.first_step
-        rate = done / info.seconds if info.seconds > 0 else 0.0
-        eta = (info.total - info.step) / rate if rate else 0.0
-        click.echo(
-            f"step {info.step}/{info.total}  loss {info.loss:.4f}  lr {info.lr:.2e}  "
-            f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}",
-            err=True,
-        )
 
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
+def _lines(info) -> None:
+    every = max(1, info.total // 20)
+    if info.step % every and info.step != info.total:
+        return
+    done = info.step - info.first_step
+    rate = done / info.seconds if info.seconds > 0 else 0.0
+    eta = (info.total - info.step) / rate if rate else 0.0
+    click.echo(
+        f"step {info.step}/{info.total}  loss {info.loss:.4f}  lr {info.lr:.2e}  "
+        f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}",
+        err=True,
+    )
 
 
 # -------------------------------------------------------------------------------- lora-info
