@@ -221,19 +221,19 @@ def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, tiny_folder):
     run("train", ds, "--out", straight, *common)
 
     resumed = tmp_path / "b" / "x.safetensors"
-    original = cmd._progress._lines
+    original = cmd._lines
 
-    def ctrl_c_at_10(self, info):
-        original(self, info)
+    def ctrl_c_at_10(info):
+        original(info)
         if info.step == 10:
             signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(cmd._progress, "_lines", ctrl_c_at_10)
+    monkeypatch.setattr(cmd, "_lines", ctrl_c_at_10)
     res = run("train", ds, "--out", resumed, *common, code=130)
     line = res.stderr.strip().splitlines()[-1]
     assert "interrupted at step 10" in line and "step-000010" in line and "--resume" in line
     assert not resumed.exists()
-    monkeypatch.setattr(cmd._progress, "_lines", original)
+    monkeypatch.setattr(cmd, "_lines", original)
     user_error(run("train", ds, "--out", resumed, *common, code=2), "--resume")
     run("train", ds, "--out", resumed, *common, "--resume")
 
@@ -463,7 +463,7 @@ def test_full_disk_leaves_nothing_half_written(tmp_path, dataset, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x-training"]  # no LoRA, no .part
     monkeypatch.undo()
     run("train", dataset, "--out", out, "--steps", 2, "--format", "both", "--resume")
-    assert out.exists() and (tmp_path / "x.kohya.safetensors").exists()
+    assert out.exists() and (tmp_path / "x.peft.safetensors").exists()
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -582,7 +582,7 @@ def test_accelerate_launch_two_processes(tmp_path, dataset, trained, fs_home):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)  # only the main process printed
     assert result["steps"] == 3 and result["header"]["batch_size"] == 2  # 1 per process x 2
-    single = tensors(Path(trained["outputs"][1]))  # kohya, the default form
+    single = tensors(Path(trained["outputs"][0]))  # kohya, the default form (OUT)
     ddp = tensors(out)
     assert ddp.keys() == single.keys()
     assert all(ddp[k].shape == single[k].shape for k in ddp)

@@ -34,7 +34,7 @@ STORY_REPEATS = 100  # default length: every photo seen 100 times (24 photos -> 
 @dataclass
 class TrainConfig:
     dataset: Path
-    out: Path  # the LoRA file (`--format both`: OUT in peft form + OUT's stem.kohya.safetensors)
+    out: Path  # the LoRA file (`--format both`: OUT in kohya form + OUT's stem.peft.safetensors)
     # model
     base: str = "tiny"
     base_config: Path | None = None  # single-file checkpoints: a diffusers folder of configs
