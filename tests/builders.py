@@ -52,8 +52,10 @@ def make_lora(
         }
         te_cfgs[name] = tcfg
         te.delete_adapter("build")
+    sdxl = hasattr(pipe, "text_encoder_2")
     return save_lora(
         path,
+        sgm_layers_per_block=pipe.unet.config.layers_per_block if sdxl else None,
         unet_state=ustate,
         unet_config=ucfg,
         te_states=te_states,

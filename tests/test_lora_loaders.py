@@ -17,8 +17,9 @@ The loaders' mappings are re-implemented here from reading their code (not vendo
   fused q/k/v); A1111 reads only the kohya form.
 - kohya sd-scripts `networks/lora.py` (`create_network_from_weights` + `load_state_dict`):
   one LoRA module per Linear under the UNet's Transformer2DModel and the text encoder's
-  CLIPAttention/CLIPMLP, named `lora_unet_`/`lora_te_` + the module path with `_`; SD1 only
-  (kohya's SDXL UNet is its own, with LDM block names).
+  CLIPAttention/CLIPMLP, named `lora_unet_`/`lora_te_` (SDXL `lora_te1_`/`lora_te2_`) + the
+  module path with `_`; for SDXL kohya trains its own UNet with SGM/LDM block names
+  (`input_blocks.4.1.…`), which our SDXL kohya form therefore uses.
 - diffusers, oldest supported (0.35 / peft 0.17 / transformers 4): the constraints that broke
   there, checked without installing that stack: `lora_adapter_metadata` holds only LoraConfig
   fields every peft has, text-encoder keys carry `text_model.`, UNet keys survive diffusers'
@@ -71,7 +72,20 @@ def arch(request):
         if family == "sdxl":
             cfg = CLIPTextConfig(**_config(family, "text_encoder_2"))
             encoders["text_encoder_2"] = CLIPTextModelWithProjection(cfg)
-    return {"family": family, "unet": unet, "encoders": encoders}
+    return {"family": family, "unet": unet, "encoders": encoders, "ldm": _ldm_names(unet)}
+
+
+def _ldm_names(unet) -> dict[str, str]:
+    """diffusers UNet weight name -> its LDM name (the single-file layout)."""
+
+    class Names:  # unet_to_ldm renames a state dict; feed it the names themselves
+        config = unet.config
+
+        @staticmethod
+        def state_dict():
+            return {k: k for k in unet.state_dict()}
+
+    return {diffusers: ldm for ldm, diffusers in unet_to_ldm(Names).items()}
 
 
 def _peft_state(model, targets: list[str], rank: int = 1) -> dict:
@@ -102,6 +116,7 @@ def files(arch):
             te_configs=te_cfgs,
             form=form,
             header={**HEADER, "base_family": arch["family"]},
+            sgm_layers_per_block=2 if arch["family"] == "sdxl" else None,
         )
         from safetensors.torch import load
 
@@ -139,8 +154,13 @@ LORA_CLIP_MAP = {
 
 def comfy_key_map(arch) -> dict[str, str]:
     key_map = {}
+    for ldm in arch["ldm"].values():  # the model's own (LDM) names
+        if ldm.endswith(".weight"):
+            key_map["lora_unet_" + ldm[: -len(".weight")].replace(".", "_")] = (
+                "diffusion_model." + ldm
+            )
     for k in _weights(arch["unet"]):  # diffusers names (unet_to_diffusers covers them all)
-        target = f"diffusion_model:{k}"
+        target = "diffusion_model." + arch["ldm"][k + ".weight"]
         key_map["lora_unet_" + k.replace(".", "_")] = target
         for p in ("", "unet."):
             name = p + k.replace(".to_", ".processor.to_")
@@ -328,12 +348,16 @@ def test_a1111_cannot_read_the_diffusers_form(arch, files):
 
 
 def kohya_modules(arch) -> set[str]:
+    """SD1: kohya trains diffusers' UNet (diffusers names); SDXL: its own SGM-layout UNet."""
     names = set()
     for name, m in arch["unet"].named_modules():
         if type(m).__name__ == "Transformer2DModel":
             for child, c in m.named_modules():
                 if isinstance(c, torch.nn.Linear):
-                    names.add("lora_unet_" + f"{name}.{child}".replace(".", "_"))
+                    full = f"{name}.{child}"
+                    if arch["family"] == "sdxl":
+                        full = arch["ldm"][full + ".weight"][: -len(".weight")]
+                    names.add("lora_unet_" + full.replace(".", "_"))
     for name, m in arch["encoders"]["text_encoder"].named_modules():
         if type(m).__name__ in ("CLIPAttention", "CLIPMLP"):
             for child, c in m.named_modules():
@@ -341,13 +365,21 @@ def kohya_modules(arch) -> set[str]:
                     full = f"{name}.{child}"
                     if not full.startswith("text_model."):  # transformers 4 names
                         full = "text_model." + full
-                    names.add("lora_te_" + full.replace(".", "_"))
+                    prefix = "lora_te1_" if arch["family"] == "sdxl" else "lora_te_"
+                    names.add(prefix + full.replace(".", "_"))
+    if "text_encoder_2" in arch["encoders"]:
+        for name, m in arch["encoders"]["text_encoder_2"].named_modules():
+            if type(m).__name__ in ("CLIPAttention", "CLIPMLP"):
+                for child, c in m.named_modules():
+                    if isinstance(c, torch.nn.Linear):
+                        full = f"{name}.{child}"
+                        if not full.startswith("text_model."):
+                            full = "text_model." + full
+                        names.add("lora_te2_" + full.replace(".", "_"))
     return names
 
 
-def test_kohya_maps_every_key_sd1(arch, files):
-    if arch["family"] != "sd1":
-        pytest.skip("kohya's SDXL UNet uses LDM block names; see the module docstring")
+def test_kohya_maps_every_key(arch, files):
     modules = kohya_modules(arch)
     tensors = files["kohya"]["tensors"]
     expected = {
@@ -355,7 +387,7 @@ def test_kohya_maps_every_key_sd1(arch, files):
     }
     unexpected = [k for k in tensors if k not in expected]
     assert unexpected == []
-    assert len(_modules(tensors)) == EXPECTED_MODULES["sd1"]
+    assert len(_modules(tensors)) == EXPECTED_MODULES[arch["family"]]
 
 
 # ------------------------------------------------------------------- diffusers, oldest supported

@@ -4,7 +4,8 @@
   `lora_unet_<module_with_underscores>.lora_down.weight` / `.lora_up.weight` / `.alpha`,
   `lora_te_text_model_…` for SD1 text encoders (`lora_te1_`/`lora_te2_` for SDXL). We map the
   keys ourselves instead of using diffusers' converter, which always writes alpha = rank and,
-  under transformers 5, drops the `text_model_` that Automatic1111 matches on.
+  under transformers 5, drops the `text_model_` that Automatic1111 matches on. SDXL UNet
+  modules take the SGM block names kohya's SDXL trainer writes (`lora_unet_input_blocks_4_1_…`).
 - `peft` (diffusers) form, read by every diffusers since 0.2x and by ComfyUI: UNet keys in
   diffusers' attention-processor naming (`unet.<block>.attn1.processor.to_q_lora.down.weight`,
   the diffusers names ComfyUI maps; diffusers converts them to peft's on load) and text-encoder
@@ -50,8 +51,27 @@ def _text_model(module: str) -> str:
     return module if module.startswith("text_model.") else "text_model." + module
 
 
-def to_kohya(state: dict, prefix: str, alpha: float) -> dict:
-    """peft state dict of one model -> kohya keys under `prefix` (lora_unet, lora_te, ...)."""
+def sgm_unet_module(module: str, layers_per_block: int) -> str:
+    """A diffusers UNet attention module in the SGM/LDM block names kohya's SDXL trainer (and
+    the original SDXL checkpoints) use: `down_blocks.1.attentions.0.…` -> `input_blocks.4.1.…`."""
+    per = layers_per_block + 1  # resnets (with attentions) plus a down/upsampler per level
+    parts = module.split(".")
+    if parts[0] == "down_blocks" and parts[2] == "attentions":
+        block = f"input_blocks.{1 + int(parts[1]) * per + int(parts[3])}.1"
+    elif parts[0] == "up_blocks" and parts[2] == "attentions":
+        block = f"output_blocks.{int(parts[1]) * per + int(parts[3])}.1"
+    elif parts[:3] == ["mid_block", "attentions", "0"]:
+        return ".".join(["middle_block", "1", *parts[3:]])
+    else:
+        raise ValueError(f"only attention modules are written: {module}")
+    return ".".join([block, *parts[4:]])
+
+
+def to_kohya(
+    state: dict, prefix: str, alpha: float, sgm_layers_per_block: int | None = None
+) -> dict:
+    """peft state dict of one model -> kohya keys under `prefix` (lora_unet, lora_te, ...);
+    with `sgm_layers_per_block` the UNet modules get SDXL's SGM block names."""
     import torch
 
     out = {}
@@ -59,6 +79,8 @@ def to_kohya(state: dict, prefix: str, alpha: float) -> dict:
         module, kind = _module_and_kind(key)
         if prefix.startswith("lora_te"):
             module = _text_model(module)
+        elif sgm_layers_per_block is not None:
+            module = sgm_unet_module(module, sgm_layers_per_block)
         name = f"{prefix}_{module.replace('.', '_')}"
         out[f"{name}.lora_{'down' if kind == 'A' else 'up'}.weight"] = tensor.contiguous()
         out[f"{name}.alpha"] = torch.tensor(float(alpha))
@@ -184,8 +206,13 @@ def lora_bytes(
     output_name: str | None = None,
     started_at: float | None = None,
     tag_frequency: dict | None = None,
+    sgm_layers_per_block: int | None = None,
 ) -> bytes:
-    """Serialise the LoRA weights (peft state dicts, no adapter names) to safetensors bytes."""
+    """Serialise the LoRA weights (peft state dicts, no adapter names) to safetensors bytes.
+
+    `sgm_layers_per_block` (SDXL: the UNet's layers_per_block): the kohya form names UNet
+    modules as kohya's SDXL trainer does (`lora_unet_input_blocks_4_1_…`), which kohya's
+    scripts need and A1111, ComfyUI and diffusers also read."""
     from safetensors.torch import save
 
     if form not in FORMS:
@@ -204,7 +231,9 @@ def lora_bytes(
             adapter_meta.update(_adapter_metadata(c, name))
         metadata["lora_adapter_metadata"] = json.dumps(adapter_meta, sort_keys=True)
     else:
-        tensors.update(to_kohya(unet_state, "lora_unet", unet_config.lora_alpha))
+        tensors.update(
+            to_kohya(unet_state, "lora_unet", unet_config.lora_alpha, sgm_layers_per_block)
+        )
         two = len(te_states) > 1
         for name, state in te_states.items():
             prefix = ("lora_te2" if name.endswith("_2") else "lora_te1") if two else "lora_te"

@@ -649,6 +649,7 @@ def lora_file_kwargs(run: Run, state: TrainState, form: str, path: Path) -> dict
         output_name=Path(path).stem,
         started_at=state.started_at,
         tag_frequency=tag_frequency([img.caption for img in run.ds.images]),
+        sgm_layers_per_block=run.unet.config.layers_per_block if run.sdxl else None,
     )
 
 
