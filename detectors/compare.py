@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from detectors.verdict import OUTCOMES
+
 # --- thresholds -------------------------------------------------------------------------------
 
 HASH_BITS = 64
@@ -55,17 +57,7 @@ TRUST_TITLE = "Do not trust your eyes"
 
 # Verdict outcomes (detectors.verdict.OUTCOMES), plus "unknown" for a missing report. Pages and
 # the poster colour by these; other outcome names are mapped onto them by ``verdict_kind``.
-KINDS = (
-    "labelled-ai",
-    "ai-watermark",
-    "recovered",
-    "ai-metadata",
-    "credentials-not-ai",
-    "no-provenance",
-    "tampered",
-    "unreadable",
-    "unknown",
-)
+KINDS = (*OUTCOMES, "unknown")
 AI_KINDS = frozenset({"labelled-ai", "ai-watermark", "recovered", "ai-metadata"})
 NO_AI_LABEL = frozenset({"no-provenance", "credentials-not-ai"})
 

@@ -8,6 +8,25 @@ UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
+def tiny_record(**kw):
+    """A GenerationRecord for the tiny base at 256 px (override any field)."""
+    from fakestudio.record import GenerationRecord
+
+    base = dict(
+        prompt="photo",
+        negative_prompt="",
+        seed=0,
+        steps=2,
+        guidance=7.0,
+        width=256,
+        height=256,
+        scheduler="euler",
+        base_model="tiny",
+        base_sha256="0" * 64,
+    )
+    return GenerationRecord(**{**base, **kw})
+
+
 def make_lora(
     pipe,
     path: Path,

@@ -61,3 +61,12 @@ def fixtures_dir():
     if not FIXTURES.is_dir():
         pytest.skip(f"shared fixtures not found at {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def camera_photo(fixtures_dir):
+    """A real camera JPEG (EXIF, no provenance) from the shared fixtures."""
+    p = fixtures_dir / "real" / "DSCN0010.jpg"
+    if not p.is_file():
+        pytest.skip(f"camera photo fixture not found at {p}")
+    return p

@@ -27,8 +27,7 @@ from fakestudio.encounter import (
 )
 from fakestudio.errors import UserError
 from fakestudio.generate import render
-from fakestudio.record import GenerationRecord
-from tests.builders import build_tiny_sdxl, make_lora
+from tests.builders import build_tiny_sdxl, make_lora, tiny_record
 
 SCENE = "shaking hands at a tech conference, photo"
 
@@ -53,20 +52,7 @@ def people(tiny_pipe, tmp_path_factory):
 
 
 def record(**kw):
-    base = dict(
-        prompt=SCENE,
-        negative_prompt="",
-        seed=3,
-        steps=8,
-        guidance=7.0,
-        width=256,
-        height=256,
-        scheduler="euler",
-        base_model="tiny",
-        base_sha256="0" * 64,
-    )
-    base.update(kw)
-    return GenerationRecord(**base)
+    return tiny_record(**{"prompt": SCENE, "seed": 3, "steps": 8, **kw})
 
 
 def test_masks_are_a_partition_with_soft_edges():

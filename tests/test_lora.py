@@ -9,25 +9,11 @@ import torch
 from fakestudio.errors import UserError
 from fakestudio.generate import render
 from fakestudio.lora import LoraSpec, apply_loras, extract_prompt_loras, parse_lora_arg, read_header
-from fakestudio.record import GenerationRecord
-from tests.builders import make_lora
+from tests.builders import make_lora, tiny_record
 
 
 def record(**kw):
-    base = dict(
-        prompt="photo of ben0a man",
-        negative_prompt="",
-        seed=5,
-        steps=2,
-        guidance=7.0,
-        width=256,
-        height=256,
-        scheduler="euler",
-        base_model="tiny",
-        base_sha256="0" * 64,
-    )
-    base.update(kw)
-    return GenerationRecord(**base)
+    return tiny_record(**{"prompt": "photo of ben0a man", "seed": 5, "steps": 2, **kw})
 
 
 def image(pipe, specs):
