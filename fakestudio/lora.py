@@ -17,7 +17,7 @@ from pathlib import Path
 
 from detectors.fingerprint import sha256_file  # noqa: F401  (re-exported for callers)
 from fakestudio.errors import UserError
-from fakestudio.lora_info import a1111_hash, module_of, part_of
+from fakestudio.lora_info import a1111_hash, module_of, part_of, safetensors_metadata
 from fakestudio.record import LoraRef
 
 PROMPT_LORA = re.compile(r"<lora:([^:>]+)(?::([^>]+))?>")
@@ -74,6 +74,15 @@ def _find_in_dir(lora_dir: Path, name: str) -> Path:
     hits = sorted(lora_dir.rglob(f"{name}.safetensors"))
     if hits:
         return hits[0]
+    # Automatic1111 names a LoRA by its `ss_output_name` when it has one: prompts copied from
+    # A1111 use that alias, whatever the file is called
+    aliased = sorted(
+        p
+        for p in lora_dir.rglob("*.safetensors")
+        if safetensors_metadata(p).get("ss_output_name") == name
+    )
+    if aliased:
+        return aliased[0]
     raise UserError(f"<lora:{name}>: no {name}.safetensors in {lora_dir}")
 
 

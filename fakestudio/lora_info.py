@@ -43,6 +43,7 @@ MODELSPEC_ARCHITECTURE = {
 }
 A1111_VERSION_WORDS = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", None: "Unknown"}
 HASH_BLOCK = 1 << 20
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on the JSON header
 
 
 def module_of(key: str) -> tuple[str, str] | None:
@@ -63,6 +64,20 @@ def part_of(key: str) -> tuple[str, str]:
         if key.startswith(prefix):
             return name, "peft"
     return "other", "other"
+
+
+def safetensors_metadata(path: Path) -> dict:
+    """A safetensors file's `__metadata__` from its header alone ({} for anything unreadable):
+    cheap enough to scan a folder of LoRAs."""
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if not 0 < n <= MAX_HEADER_BYTES:
+                return {}
+            meta = json.loads(fh.read(n)).get("__metadata__")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 # ------------------------------------------------------------------------------------- hashes

@@ -167,3 +167,22 @@ def test_other_cross_attention_width_is_refused(tiny_pipe, tmp_path):
         UserError, match=f"another base architecture \\(cross-attention width {width}"
     ):
         apply_loras(tiny_pipe, [LoraSpec(other, 1.0)])
+
+
+def test_prompt_tags_resolve_a1111_aliases(tiny_pipe, tmp_path):
+    """A1111 writes <lora:ALIAS:w> with the file's ss_output_name; such prompts resolve too."""
+    path = make_lora(
+        tiny_pipe,
+        tmp_path / "ben0a-v2-final.safetensors",
+        form="kohya",
+        header={"trigger": "ben0a"},
+    )
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = {**f.metadata(), "ss_output_name": "ben0a"}
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 16)  # unreadable files are passed over
+    clean, specs = extract_prompt_loras("photo of ben0a man <lora:ben0a:0.5>", tmp_path)
+    assert clean == "photo of ben0a man" and specs == [LoraSpec(path, 0.5)]
