@@ -160,7 +160,7 @@ def apply_loras(
         matched = _adapted_modules(pipe, name)
         if matched < len(modules):
             if matched * 2 < len(modules):
-                pipe.delete_adapters(name)
+                _remove_adapter(pipe, name)
                 raise UserError(
                     f"{spec.path}: only {matched} of {len(modules)} LoRA modules match this "
                     "base: made for another base architecture"
@@ -217,6 +217,14 @@ def _adapted_modules(pipe, adapter: str) -> int:
             if lora_a is not None and adapter in lora_a:
                 n += 1
     return n
+
+
+def _remove_adapter(pipe, adapter: str) -> None:
+    """Take a refused LoRA out again; with no other adapter left, take peft's wrappers out
+    too, so the base is exactly as it was."""
+    pipe.delete_adapters(adapter)
+    if not any(pipe.get_list_adapters().values()):
+        pipe.unload_lora_weights()
 
 
 def _stderr(message: str) -> None:

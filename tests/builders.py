@@ -71,6 +71,8 @@ def make_lora(
         }
         te_cfgs[name] = tcfg
         te.delete_adapter("build")
+    if not any(pipe.get_list_adapters().values()):
+        pipe.unload_lora_weights()  # no peft wrappers left on a shared pipe
     sdxl = hasattr(pipe, "text_encoder_2")
     return save_lora(
         path,

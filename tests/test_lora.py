@@ -144,6 +144,7 @@ def test_partial_matches_are_reported_and_clear_mismatches_refused(tiny_pipe, lo
     with pytest.raises(UserError, match=f"only {kept} of {total} LoRA modules match"):
         apply_loras(tiny_pipe, [LoraSpec(most, 1.0)])
     assert not tiny_pipe.get_list_adapters().get("unet")  # nothing left loaded
+    assert not [n for n, _ in tiny_pipe.unet.named_modules() if n.endswith(".base_layer")]
     said.clear()
     apply_loras(tiny_pipe, [LoraSpec(loras["kohya"], 1.0)], warn=said.append)
     tiny_pipe.unload_lora_weights()
