@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from detectors.verdict import OUTCOMES
+
 # --- thresholds -------------------------------------------------------------------------------
 
 HASH_BITS = 64
@@ -55,17 +57,7 @@ TRUST_TITLE = "Do not trust your eyes"
 
 # Verdict outcomes (detectors.verdict.OUTCOMES), plus "unknown" for a missing report. Pages and
 # the poster colour by these; other outcome names are mapped onto them by ``verdict_kind``.
-KINDS = (
-    "labelled-ai",
-    "ai-watermark",
-    "recovered",
-    "ai-metadata",
-    "credentials-not-ai",
-    "no-provenance",
-    "tampered",
-    "unreadable",
-    "unknown",
-)
+KINDS = (*OUTCOMES, "unknown")
 AI_KINDS = frozenset({"labelled-ai", "ai-watermark", "recovered", "ai-metadata"})
 NO_AI_LABEL = frozenset({"no-provenance", "credentials-not-ai"})
 
@@ -340,14 +332,16 @@ def _side(li: LoadedImage, report: dict | None) -> Side:
 def perceptual_hashes(a: Image.Image, b: Image.Image) -> dict[str, dict]:
     import imagehash
 
+    from detectors.fingerprint import hamming, phash_hex
+
     out = {}
     for name, fn in (
-        ("phash", imagehash.phash),
-        ("dhash", imagehash.dhash),
-        ("ahash", imagehash.average_hash),
+        ("phash", phash_hex),  # the pHash the ledger and verify use
+        ("dhash", lambda im: str(imagehash.dhash(im))),
+        ("ahash", lambda im: str(imagehash.average_hash(im))),
     ):
         ha, hb = fn(a), fn(b)
-        out[name] = {"a": str(ha), "b": str(hb), "distance": int(ha - hb), "bits": HASH_BITS}
+        out[name] = {"a": ha, "b": hb, "distance": hamming(ha, hb), "bits": HASH_BITS}
     return out
 
 

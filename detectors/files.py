@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -70,3 +71,22 @@ def clean_stale_parts(folder: Path, name: str | None = None) -> list[str]:
         except OSError:
             continue
     return removed
+
+
+def probe_writable(folder: Path, create: bool = True) -> Path:
+    """Prove a file can be written in `folder` (OSError if not). `create`: make the folder
+    first; else test the nearest existing ancestor, leaving nothing behind."""
+    folder = Path(folder).expanduser()
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+        where = folder
+    else:
+        where = folder.absolute()
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{where} is a file")
+    fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=where)
+    os.close(fd)
+    os.unlink(probe)
+    return folder

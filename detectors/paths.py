@@ -25,6 +25,15 @@ def config_dir() -> Path:
     return _root("config")
 
 
+KEYS_DIR = "keys"  # under config_dir(): the local signing identity (mode 0700)
+CA_FILE = "ca.pem"  # its CA certificate, the trust anchor readers are given
+
+
+def local_ca_path(config: Path | None = None) -> Path:
+    """The local signing identity's CA certificate (made by `fakestudio keys`)."""
+    return Path(config if config is not None else config_dir()) / KEYS_DIR / CA_FILE
+
+
 def data_dir() -> Path:
     """The output ledger."""
     return _root("data")

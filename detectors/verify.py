@@ -36,6 +36,7 @@ import numpy as np
 
 from detectors import containers, image_io
 from detectors.c2pa import C2paResult, read_c2pa, reconcile_store
+from detectors.fingerprint import CANDIDATE_BITS, hamming, phash_hex
 from detectors.metadata import MetadataReport, read_metadata
 from detectors.paths import config_dir
 from detectors.verdict import (
@@ -50,7 +51,6 @@ from detectors.watermarks.shared import detect_watermarks
 
 SCHEMA = "fakestudio.verify/1"
 IN_MEMORY_MAX = 64 * 1024 * 1024  # files up to this size are read once and analysed from memory
-PHASH_CANDIDATE_BITS = 10  # as detectors.fingerprint.CANDIDATE_BITS
 MAX_CANDIDATES = 3  # perceptual-hash candidates confirmed by watermark, nearest first
 LOCAL_CA = ("keys", "ca.pem")  # under config_dir(): the local signing identity's CA
 PRESCREEN = True  # the watermark pre-screens of detect_watermarks (False: detect_all exactly)
@@ -163,7 +163,10 @@ def verify_image(
     phash = None
     if rgb is not None:
         watermarks = _watermarks(rgb)
-        phash = phash_rgb(rgb)
+        try:
+            phash = phash_hex(rgb)
+        except Exception:  # noqa: BLE001  (a hash is a hint; the verdict goes on without it)
+            phash = None
 
     ledger = {
         "checked": False,
@@ -270,36 +273,6 @@ def _container_notes(scan, c2pa: C2paResult, info: dict) -> None:
         for store in scan.stores:
             if store.note:
                 info["notes"].append(f"C2PA store {store.describe()}")
-
-
-# --- perceptual hash --------------------------------------------------------------------------
-
-_DCT8 = None
-
-
-def phash_rgb(rgb: np.ndarray) -> str | None:
-    """imagehash.phash of an RGB array as 16 hex digits (same algorithm, numpy only: no scipy
-    import). Equal to ``detectors.fingerprint.phash_hex`` up to rounding at the median."""
-    global _DCT8
-    from PIL import Image
-
-    try:
-        im = Image.fromarray(np.asarray(rgb, dtype=np.uint8)).convert("L")
-        # Over 2048 px, box-reduce first (LANCZOS from 4096 px costs ~100 ms): within 2 bits of
-        # the exact hash on the large fixtures; smooth synthetic images can differ more.
-        gap = 3.0 if max(im.size) > 2048 else None
-        small = np.asarray(
-            im.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=gap), dtype=np.float64
-        )
-    except Exception:  # noqa: BLE001
-        return None
-    if _DCT8 is None:
-        n = np.arange(32)
-        k = np.arange(8)[:, None]
-        _DCT8 = 2.0 * np.cos(np.pi * k * (2 * n + 1) / 64.0)
-    low = _DCT8 @ small @ _DCT8.T
-    bits = (low > np.median(low)).flatten()
-    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
 
 
 # --- internals ------------------------------------------------------------------------------
@@ -458,8 +431,8 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
         if phash is None or rgb is None:
             return out
         index = _phash_rows(led, count, max_id)
-        near = sorted((_hamming(phash, ph), s) for s, ph in index)
-        near = [(d, s) for d, s in near if d <= PHASH_CANDIDATE_BITS][:MAX_CANDIDATES]
+        near = sorted((hamming(phash, ph), s) for s, ph in index)
+        near = [(d, s) for d, s in near if d <= CANDIDATE_BITS][:MAX_CANDIDATES]
         for dist, cand_sha in near:
             cand = led.by_sha256(cand_sha)
             if cand is None:
@@ -566,13 +539,6 @@ def _manifest_dst(manifest: dict) -> str | None:
                 if isinstance(act, dict) and act.get("digitalSourceType"):
                     return act["digitalSourceType"]
     return None
-
-
-def _hamming(a: str, b: str) -> int:
-    try:
-        return (int(a, 16) ^ int(b, 16)).bit_count()
-    except (TypeError, ValueError):
-        return 64
 
 
 def _signals(

@@ -20,6 +20,7 @@ three plain generations of compute). `--merge` gives the naive merge for compari
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -29,16 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from fakestudio.errors import UserError
+from fakestudio.generate import MAX_SEED, check_render, check_text
 from fakestudio.label.labeller import (
     LabelOptions,
     Written,
-    check_format,
     check_writable,
     write_labelled,
 )
 from fakestudio.lora import LoraSpec, apply_loras, read_header
 from fakestudio.record import GenerationRecord, LoraRef
-from fakestudio.schedulers import canonical
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 # default left/right layout: the two halves below a strip of background (the scene's top)
@@ -467,8 +467,6 @@ def resolve_person(person: Person) -> Person:
 def check_config(cfg: EncounterConfig) -> None:
     if len(cfg.persons) != 2:
         raise UserError(f"an encounter needs exactly two --person LoRAs (got {len(cfg.persons)})")
-    from fakestudio.generate import MAX_SEED, check_text
-
     check_text("the --scene", cfg.scene)
     check_text("--negative", cfg.negative)
     if not cfg.scene.strip():
@@ -478,13 +476,7 @@ def check_config(cfg: EncounterConfig) -> None:
     for p in cfg.persons:
         if not p.lora.is_file():
             raise UserError(f"{p.lora}: LoRA file not found")
-    for name, v in (("--width", cfg.width), ("--height", cfg.height)):
-        if v is not None and (v % 8 or v < 256):
-            raise UserError(f"{name} {v}: must be divisible by 8 and at least 256")
-    if cfg.n < 1 or cfg.steps < 1:
-        raise UserError("-n and --steps must be at least 1")
-    canonical(cfg.scheduler)
-    check_format(cfg.fmt)
+    check_render(cfg)
     if not cfg.merge:
         parse_layout(cfg.layout)
 
@@ -577,7 +569,7 @@ def load_people(pipe, persons: list[Person]) -> list[LoraRef]:
     if len(refs) != len(persons):
         raise UserError("each --person LoRA needs a non-zero weight")
     refs = [
-        LoraRef(r.name, r.sha256, r.weight, p.trigger or r.trigger)
+        dataclasses.replace(r, trigger=p.trigger or r.trigger)
         for r, p in zip(refs, persons, strict=True)
     ]
     pipe._fakestudio_weights = {f"lora{i}": p.weight for i, p in enumerate(persons)}

@@ -56,6 +56,9 @@ class GenerateConfig:
 
 MAX_IMAGES = 10_000
 MAX_SEED = 2**64 - 1
+MAX_STEPS = 1000
+MAX_SIDE = 4096
+MIN_SIDE = 256  # the invisible watermark needs at least this
 
 
 def check_text(name: str, text: str) -> None:
@@ -68,36 +71,45 @@ def check_text(name: str, text: str) -> None:
             raise UserError(f"{name} is not valid UTF-8 text ({what} at character {i})")
 
 
+def check_render(cfg) -> None:
+    """The options generate and encounter share (-n, --steps, --guidance, --width/--height,
+    --scheduler, --format), with the same limits for both."""
+    if cfg.n < 1:
+        raise UserError(f"-n must be at least 1 (got {cfg.n})")
+    if cfg.n > MAX_IMAGES:
+        raise UserError(f"-n {cfg.n}: at most {MAX_IMAGES} images per run")
+    if cfg.steps < 1 or cfg.steps > MAX_STEPS:
+        raise UserError(f"--steps must be between 1 and {MAX_STEPS} (got {cfg.steps})")
+    guidance = getattr(cfg, "guidance", 0.0)
+    if not math.isfinite(guidance):
+        raise UserError(f"--guidance {guidance}: must be a finite number")
+    for name, v in (("--width", cfg.width), ("--height", cfg.height)):
+        if v is None:
+            continue
+        if v % 8:
+            raise UserError(f"{name} {v} is not divisible by 8")
+        if v < MIN_SIDE:
+            raise UserError(
+                f"{name} {v} is under {MIN_SIDE}: the invisible watermark needs at least {MIN_SIDE}"
+            )
+        if v > MAX_SIDE:
+            raise UserError(f"{name} {v} is over {MAX_SIDE}")
+    canonical(cfg.scheduler)
+    check_format(cfg.fmt)
+
+
 def check_config(cfg: GenerateConfig) -> None:
     """Everything that can be checked before loading a model."""
     check_text("the prompt", cfg.prompt)
     check_text("--negative", cfg.negative)
     if not cfg.prompt.strip():
         raise UserError("the prompt is empty")
-    if cfg.n < 1:
-        raise UserError(f"-n must be at least 1 (got {cfg.n})")
-    if cfg.n > MAX_IMAGES:
-        raise UserError(f"-n {cfg.n}: at most {MAX_IMAGES} images per run")
-    if cfg.seed is not None and not 0 <= cfg.seed <= MAX_SEED - (cfg.n - 1):
+    if cfg.seed is not None and not 0 <= cfg.seed <= MAX_SEED - max(0, cfg.n - 1):
         raise UserError(
             f"--seed {cfg.seed} with -n {cfg.n}: seeds run past 2^64-1 ({MAX_SEED}); "
             "seeds are 0 .. 2^64-1"
         )
-    if not math.isfinite(cfg.guidance):
-        raise UserError(f"--guidance {cfg.guidance}: must be a finite number")
-    if cfg.steps < 1 or cfg.steps > 1000:
-        raise UserError(f"--steps must be between 1 and 1000 (got {cfg.steps})")
-    for name, v in (("--width", cfg.width), ("--height", cfg.height)):
-        if v is None:
-            continue
-        if v % 8:
-            raise UserError(f"{name} {v} is not divisible by 8")
-        if v < 256:
-            raise UserError(f"{name} {v} is under 256: the invisible watermark needs at least 256")
-        if v > 4096:
-            raise UserError(f"{name} {v} is over 4096")
-    canonical(cfg.scheduler)
-    check_format(cfg.fmt)
+    check_render(cfg)
     for spec in cfg.loras:
         if not spec.path.is_file():
             raise UserError(f"{spec.path}: LoRA file not found")

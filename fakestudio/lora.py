@@ -12,11 +12,14 @@ import json
 import math
 import os
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from detectors.fingerprint import sha256_file  # noqa: F401  (re-exported for callers)
 from fakestudio.errors import UserError
+from fakestudio.lora_info import a1111_hash, module_of, part_of, safetensors_metadata
 from fakestudio.record import LoraRef
 
 PROMPT_LORA = re.compile(r"<lora:([^:>]+)(?::([^>]+))?>")
@@ -96,6 +99,17 @@ def _find_in_dir(lora_dir: Path, name: str) -> Path:
                 if cand.resolve().is_relative_to(root):
                     return cand
                 outside = cand
+    # Automatic1111 names a LoRA by its `ss_output_name` when it has one: prompts copied from
+    # A1111 use that alias, whatever the file is called (same rules: inside, no link out)
+    if len(rel.parts) == 1:
+        for dirpath, _dirnames, filenames in sorted(os.walk(root)):
+            for fname in sorted(f for f in filenames if f.endswith(".safetensors")):
+                cand = Path(dirpath, fname)
+                if safetensors_metadata(cand).get("ss_output_name") != name:
+                    continue
+                if cand.resolve().is_relative_to(root):
+                    return cand
+                outside = cand
     if outside is not None:
         raise UserError(
             f"<lora:{name}>: {outside.name} in {lora_dir} is a link to a file outside it; refused"
@@ -145,8 +159,15 @@ def _short(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:160]
 
 
-def apply_loras(pipe, specs: list[LoraSpec]) -> list[LoraRef]:
-    """Load every LoRA with a non-zero weight into the pipeline and set their weights."""
+def apply_loras(
+    pipe, specs: list[LoraSpec], warn: Callable[[str], None] | None = None
+) -> list[LoraRef]:
+    """Load every LoRA with a non-zero weight into the pipeline and set their weights.
+
+    A LoRA clearly made for another architecture (SDXL on SD1, another cross-attention width,
+    under half of its modules found) is refused with one line; one whose modules only partly
+    matched loads with a `warn` line saying how many did."""
+    warn = warn or _stderr
     refs, names, weights = [], [], []
     is_xl = hasattr(pipe, "text_encoder_2")
     for i, spec in enumerate(specs):
@@ -156,16 +177,89 @@ def apply_loras(pipe, specs: list[LoraSpec]) -> list[LoraRef]:
                 f"{spec.path}: LoRA was made for another base architecture (SDXL); "
                 "this base is Stable Diffusion 1.x"
             )
+        modules, width = lora_modules(spec.path)
+        base_width = getattr(pipe.unet.config, "cross_attention_dim", None)
+        if width is not None and base_width is not None and width != base_width:
+            raise UserError(
+                f"{spec.path}: LoRA was made for another base architecture (cross-attention "
+                f"width {width}, this base has {base_width})"
+            )
         if spec.weight == 0:
             continue
         name = f"lora{i}"
         _load_one(pipe, spec.path, name)
+        matched = _adapted_modules(pipe, name)
+        if matched < len(modules):
+            if matched * 2 < len(modules):
+                _remove_adapter(pipe, name)
+                raise UserError(
+                    f"{spec.path}: only {matched} of {len(modules)} LoRA modules match this "
+                    "base: made for another base architecture"
+                )
+            warn(
+                f"{spec.path.name}: {matched} of {len(modules)} LoRA modules match this base; "
+                f"{len(modules) - matched} are ignored"
+            )
         names.append(name)
         weights.append(spec.weight)
-        refs.append(LoraRef(spec.path.name, sha256_file(spec.path), spec.weight, trigger_of(meta)))
+        refs.append(
+            LoraRef(
+                spec.path.name,
+                sha256_file(spec.path),
+                spec.weight,
+                trigger_of(meta),
+                a1111_hash(spec.path, meta),
+            )
+        )
     if names:
         pipe.set_adapters(names, adapter_weights=weights)
     return refs
+
+
+def lora_modules(path: Path) -> tuple[set[str], int | None]:
+    """The modules a LoRA file adapts (by their down/A weights) and the cross-attention width
+    its UNet keys were made for (None when it has no cross-attention key projection)."""
+    from safetensors import safe_open
+
+    modules, width = set(), None
+    with safe_open(str(path), framework="pt") as f:
+        for k in f.keys():
+            found = module_of(k)
+            if found is None or found[1] != "down":
+                continue
+            modules.add(found[0])
+            flat = k.replace(".", "_")
+            if part_of(k)[0] == "unet" and ("attn2_to_k" in flat or "attn2_processor_to_k" in flat):
+                shape = f.get_slice(k).get_shape()
+                if len(shape) == 2:
+                    width = int(shape[1])
+    return modules, width
+
+
+def _adapted_modules(pipe, adapter: str) -> int:
+    """How many layers of the pipeline's UNet and text encoders carry `adapter`."""
+    n = 0
+    for part in ("unet", "text_encoder", "text_encoder_2"):
+        model = getattr(pipe, part, None)
+        if model is None:
+            continue
+        for module in model.modules():
+            lora_a = getattr(module, "lora_A", None)
+            if lora_a is not None and adapter in lora_a:
+                n += 1
+    return n
+
+
+def _remove_adapter(pipe, adapter: str) -> None:
+    """Take a refused LoRA out again; with no other adapter left, take peft's wrappers out
+    too, so the base is exactly as it was."""
+    pipe.delete_adapters(adapter)
+    if not any(pipe.get_list_adapters().values()):
+        pipe.unload_lora_weights()
+
+
+def _stderr(message: str) -> None:
+    print(f"fakestudio: {message}", file=sys.stderr)
 
 
 def _load_one(pipe, path: Path, adapter: str) -> None:

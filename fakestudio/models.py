@@ -12,11 +12,11 @@ over its weight files, so two people with the same weights see the same hash.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from detectors.fingerprint import sha256_files
 from fakestudio.errors import UserError
 
 SD_WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -44,12 +44,7 @@ def _hash_files(files: list[Path]) -> str:
         known = {}
     if key in known:
         return known[key]
-    h = hashlib.sha256()
-    for f in sorted(files):
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    known[key] = h.hexdigest()
+    known[key] = sha256_files(sorted(files))
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo.with_suffix(".tmp")

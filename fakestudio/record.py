@@ -23,6 +23,7 @@ class LoraRef:
     sha256: str
     weight: float
     trigger: str | None = None
+    a1111_hash: str | None = None  # what Automatic1111 hashes: the tensor data, not the file
 
 
 @dataclass
@@ -87,7 +88,9 @@ class GenerationRecord:
             f"Model: {self.base_model}",
         ]
         if self.loras:
-            hashes = ", ".join(f"{_stem(x.name)}: {x.sha256[:12]}" for x in self.loras)
+            hashes = ", ".join(
+                f"{_stem(x.name)}: {(x.a1111_hash or x.sha256)[:12]}" for x in self.loras
+            )
             opts.append(f'Lora hashes: "{hashes}"')
         opts.append(f"Version: {self.software}")
         lines.append(", ".join(opts))

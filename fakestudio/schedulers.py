@@ -16,10 +16,20 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "unipc": ("UniPCMultistepScheduler", {}),
     "dpm++2m": ("DPMSolverMultistepScheduler", {}),
     "dpm++2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "dpm++2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "dpm++2m_sde_karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
     "dpm++sde": ("DPMSolverSinglestepScheduler", {}),
+    "dpm++sde_karras": ("DPMSolverSinglestepScheduler", {"use_karras_sigmas": True}),
     "dpm2": ("KDPM2DiscreteScheduler", {}),
+    "dpm2_karras": ("KDPM2DiscreteScheduler", {"use_karras_sigmas": True}),
     "dpm2_a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "dpm2_a_karras": ("KDPM2AncestralDiscreteScheduler", {"use_karras_sigmas": True}),
+    "lms_karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
 }
+KARRAS = {name for name, (_, extra) in SCHEDULERS.items() if extra.get("use_karras_sigmas")}
 ALIASES = {
     "eulera": "euler_a",
     "eulerancestral": "euler_a",
@@ -28,7 +38,11 @@ ALIASES = {
     "dpmpp2mkarras": "dpm++2m_karras",
     "dpmsolver": "dpm++2m",
     "dpm2a": "dpm2_a",
-    "dpm++sdekarras": "dpm++sde",
+    "dpm2akarras": "dpm2_a_karras",
+    "dpmpp2msde": "dpm++2m_sde",
+    "dpmpp2msdekarras": "dpm++2m_sde_karras",
+    "dpmppsde": "dpm++sde",
+    "dpmppsdekarras": "dpm++sde_karras",
 }
 
 

@@ -8,6 +8,25 @@ UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
+def tiny_record(**kw):
+    """A GenerationRecord for the tiny base at 256 px (override any field)."""
+    from fakestudio.record import GenerationRecord
+
+    base = dict(
+        prompt="photo",
+        negative_prompt="",
+        seed=0,
+        steps=2,
+        guidance=7.0,
+        width=256,
+        height=256,
+        scheduler="euler",
+        base_model="tiny",
+        base_sha256="0" * 64,
+    )
+    return GenerationRecord(**{**base, **kw})
+
+
 def make_lora(
     pipe,
     path: Path,
@@ -52,8 +71,12 @@ def make_lora(
         }
         te_cfgs[name] = tcfg
         te.delete_adapter("build")
+    if not any(pipe.get_list_adapters().values()):
+        pipe.unload_lora_weights()  # no peft wrappers left on a shared pipe
+    sdxl = hasattr(pipe, "text_encoder_2")
     return save_lora(
         path,
+        sgm_layers_per_block=pipe.unet.config.layers_per_block if sdxl else None,
         unet_state=ustate,
         unet_config=ucfg,
         te_states=te_states,

@@ -7,7 +7,26 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(
+    os.environ.get("FAKESTUDIO_FIXTURES")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+)
+# what the fixture-reading tests open; in CI (CI=true) a missing one fails the run instead of
+# skipping those tests
+REQUIRED_FIXTURES = ("c2pa/C.jpg", "real/DSCN0010.jpg", "generated")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def pytest_sessionstart(session):
+    missing = [p for p in REQUIRED_FIXTURES if not (FIXTURES / p).exists()]
+    if missing and in_ci():
+        pytest.exit(
+            f"CI=true but shared fixtures are missing in {FIXTURES}: {', '.join(missing)}",
+            returncode=1,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,3 +61,12 @@ def fixtures_dir():
     if not FIXTURES.is_dir():
         pytest.skip(f"shared fixtures not found at {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def camera_photo(fixtures_dir):
+    """A real camera JPEG (EXIF, no provenance) from the shared fixtures."""
+    p = fixtures_dir / "real" / "DSCN0010.jpg"
+    if not p.is_file():
+        pytest.skip(f"camera photo fixture not found at {p}")
+    return p

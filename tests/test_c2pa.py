@@ -36,8 +36,9 @@ from fakestudio.label.identity import (
 )
 from fakestudio.label.manifest import SigningError, build_manifest, sign_bytes
 from fakestudio.record import GenerationRecord, LoraRef
+from tests.conftest import FIXTURES as SHARED_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "c2pa"
+FIXTURES = SHARED_FIXTURES / "c2pa"
 needs_fixtures = pytest.mark.skipif(
     not (FIXTURES / "C.jpg").is_file(), reason=f"C2PA fixtures not found at {FIXTURES}"
 )

@@ -39,14 +39,6 @@ def fake_png(tiny_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def camera_photo(fixtures_dir):
-    p = fixtures_dir / "real" / "DSCN0010.jpg"
-    if not p.is_file():
-        pytest.skip(f"camera photo fixture not found at {p}")
-    return p
-
-
-@pytest.fixture(scope="module")
 def jpeg75(fake_png, tmp_path_factory):
     p = tmp_path_factory.mktemp("cmp-jpeg") / "copy75.jpg"
     Image.open(fake_png).convert("RGB").save(p, "JPEG", quality=75)

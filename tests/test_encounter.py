@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -26,8 +27,7 @@ from fakestudio.encounter import (
 )
 from fakestudio.errors import UserError
 from fakestudio.generate import render
-from fakestudio.record import GenerationRecord
-from tests.builders import build_tiny_sdxl, make_lora
+from tests.builders import build_tiny_sdxl, make_lora, tiny_record
 
 SCENE = "shaking hands at a tech conference, photo"
 
@@ -52,20 +52,7 @@ def people(tiny_pipe, tmp_path_factory):
 
 
 def record(**kw):
-    base = dict(
-        prompt=SCENE,
-        negative_prompt="",
-        seed=3,
-        steps=8,
-        guidance=7.0,
-        width=256,
-        height=256,
-        scheduler="euler",
-        base_model="tiny",
-        base_sha256="0" * 64,
-    )
-    base.update(kw)
-    return GenerationRecord(**base)
+    return tiny_record(**{"prompt": SCENE, "seed": 3, "steps": 8, **kw})
 
 
 def test_masks_are_a_partition_with_soft_edges():
@@ -324,3 +311,31 @@ def test_encounter_on_sdxl(tmp_path_factory):
     assert res.exit_code == 0, res.output
     (o,) = json.loads(res.stdout)
     assert read_c2pa(o["path"]).generation["composition"]["mode"] == "regional"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"steps": 1001}, "--steps must be between 1 and 1000"),
+        ({"steps": 0}, "--steps must be between 1 and 1000"),
+        ({"width": 4104}, "--width 4104 is over 4096"),
+        ({"height": 252}, "--height 252 is not divisible by 8"),
+        ({"n": 0}, "-n must be at least 1"),
+        ({"scheduler": "nope"}, "unknown scheduler"),
+    ],
+)
+def test_encounter_and_generate_share_option_limits(tmp_path, change, message):
+    """The same bad option gets the same one line from both commands."""
+    from fakestudio.encounter import EncounterConfig, Person
+    from fakestudio.encounter import check_config as check_encounter
+    from fakestudio.generate import GenerateConfig
+    from fakestudio.generate import check_config as check_generate
+
+    lora = tmp_path / "a.safetensors"
+    lora.write_bytes(b"x")
+    people = [Person(lora), Person(lora)]
+    enc = EncounterConfig(people, "a street", tmp_path, **change)
+    gen = GenerateConfig("a street", tmp_path, **change)
+    for check, cfg in ((check_encounter, enc), (check_generate, gen)):
+        with pytest.raises(UserError, match=re.escape(message)):
+            check(cfg)

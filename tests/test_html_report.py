@@ -57,14 +57,6 @@ def fake_png(tiny_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def camera_photo(fixtures_dir):
-    p = fixtures_dir / "real" / "DSCN0010.jpg"
-    if not p.is_file():
-        pytest.skip(f"camera photo fixture not found at {p}")
-    return p
-
-
-@pytest.fixture(scope="module")
 def comparison(fake_png, camera_photo):
     return compare_images(fake_png, camera_photo)
 

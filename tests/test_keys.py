@@ -64,3 +64,14 @@ def test_keys_init_bad_files(tmp_path, monkeypatch):
     bogus.write_text("not a certificate")
     res = invoke("keys", "init", "--cert", bogus, "--key", bogus)
     assert res.exit_code == 2 and "cert.pem" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_one_place_knows_the_local_ca():
+    """The labeller writes the CA where verify looks for it (detectors.paths says where)."""
+    from detectors import paths
+    from detectors.verify import local_ca_path
+    from fakestudio.label.identity import ensure_identity
+
+    ensure_identity()
+    assert paths.local_ca_path().is_file()
+    assert local_ca_path() == paths.local_ca_path()

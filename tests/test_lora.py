@@ -9,25 +9,11 @@ import torch
 from fakestudio.errors import UserError
 from fakestudio.generate import render
 from fakestudio.lora import LoraSpec, apply_loras, extract_prompt_loras, parse_lora_arg, read_header
-from fakestudio.record import GenerationRecord
-from tests.builders import make_lora
+from tests.builders import make_lora, tiny_record
 
 
 def record(**kw):
-    base = dict(
-        prompt="photo of ben0a man",
-        negative_prompt="",
-        seed=5,
-        steps=2,
-        guidance=7.0,
-        width=256,
-        height=256,
-        scheduler="euler",
-        base_model="tiny",
-        base_sha256="0" * 64,
-    )
-    base.update(kw)
-    return GenerationRecord(**base)
+    return tiny_record(**{"prompt": "photo of ben0a man", "seed": 5, "steps": 2, **kw})
 
 
 def image(pipe, specs):
@@ -123,3 +109,81 @@ def test_bad_lora_files(tiny_pipe, tmp_path):
     save_file({"x": torch.zeros(2)}, nolora)
     with pytest.raises(UserError, match="no LoRA weights"):
         apply_loras(tiny_pipe, [LoraSpec(nolora, 1.0)])
+
+
+def _renamed(src, dst, share: float):
+    """A copy of kohya file `src` whose first `share` of modules are renamed to ones no base has."""
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(str(src))
+    modules = sorted({k.split(".")[0] for k in sd})
+    gone = set(modules[: int(len(modules) * share)])
+    out = {}
+    for k, v in sd.items():
+        head, _, tail = k.partition(".")
+        out[
+            ("lora_unet_nowhere_" + head.removeprefix("lora_") if head in gone else head)
+            + "."
+            + tail
+        ] = v
+    save_file(out, str(dst))
+    return dst, len(modules), len(modules) - len(gone)
+
+
+def test_partial_matches_are_reported_and_clear_mismatches_refused(tiny_pipe, loras, tmp_path):
+    said = []
+    part, total, kept = _renamed(loras["kohya"], tmp_path / "part.safetensors", 0.25)
+    refs = apply_loras(tiny_pipe, [LoraSpec(part, 1.0)], warn=said.append)
+    tiny_pipe.unload_lora_weights()
+    assert len(refs) == 1
+    assert said == [
+        f"part.safetensors: {kept} of {total} LoRA modules match this base; "
+        f"{total - kept} are ignored"
+    ]
+    most, total, kept = _renamed(loras["kohya"], tmp_path / "most.safetensors", 0.75)
+    with pytest.raises(UserError, match=f"only {kept} of {total} LoRA modules match"):
+        apply_loras(tiny_pipe, [LoraSpec(most, 1.0)])
+    assert not tiny_pipe.get_list_adapters().get("unet")  # nothing left loaded
+    assert not [n for n, _ in tiny_pipe.unet.named_modules() if n.endswith(".base_layer")]
+    said.clear()
+    apply_loras(tiny_pipe, [LoraSpec(loras["kohya"], 1.0)], warn=said.append)
+    tiny_pipe.unload_lora_weights()
+    assert said == []  # a full match says nothing
+
+
+def test_other_cross_attention_width_is_refused(tiny_pipe, tmp_path):
+    from safetensors.torch import save_file
+
+    width = tiny_pipe.unet.config.cross_attention_dim + 8
+    key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
+    other = tmp_path / "other-arch.safetensors"
+    save_file(
+        {
+            f"{key}.lora_down.weight": torch.zeros(4, width),
+            f"{key}.lora_up.weight": torch.zeros(8, 4),
+        },
+        str(other),
+    )
+    with pytest.raises(
+        UserError, match=f"another base architecture \\(cross-attention width {width}"
+    ):
+        apply_loras(tiny_pipe, [LoraSpec(other, 1.0)])
+
+
+def test_prompt_tags_resolve_a1111_aliases(tiny_pipe, tmp_path):
+    """A1111 writes <lora:ALIAS:w> with the file's ss_output_name; such prompts resolve too."""
+    path = make_lora(
+        tiny_pipe,
+        tmp_path / "ben0a-v2-final.safetensors",
+        form="kohya",
+        header={"trigger": "ben0a"},
+    )
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = {**f.metadata(), "ss_output_name": "ben0a"}
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 16)  # unreadable files are passed over
+    clean, specs = extract_prompt_loras("photo of ben0a man <lora:ben0a:0.5>", tmp_path)
+    assert clean == "photo of ben0a man" and specs == [LoraSpec(path, 0.5)]

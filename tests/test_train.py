@@ -125,8 +125,9 @@ def trained(dataset, tmp_path_factory):
 
 
 def test_train_writes_both_forms_with_our_header(trained):
-    peft, kohya = map(Path, trained["outputs"])
-    assert peft.name == "ben0a.safetensors" and kohya.name == "ben0a.kohya.safetensors"
+    kohya, peft = map(Path, trained["outputs"])
+    # OUT is the kohya file, so A1111's prompt tag is <lora:ben0a:1>, as the docs show
+    assert kohya.name == "ben0a.safetensors" and peft.name == "ben0a.peft.safetensors"
     assert trained["steps"] == 4 and trained["loss"] > 0
     for path in (peft, kohya):
         h = header(path)
@@ -136,16 +137,23 @@ def test_train_writes_both_forms_with_our_header(trained):
         assert (h["rank"], h["alpha"], h["steps"]) == (4, 2.0, 4)
         assert h["software"].startswith("fakestudio ")
     pk, kk = tensors(peft), tensors(kohya)
-    assert all(k.startswith("unet.") and ".lora_" in k for k in pk)
+    assert all(k.startswith("unet.") and ".processor.to_" in k for k in pk)
     assert all(k.startswith("lora_unet_") for k in kk)
     assert {v.item() for k, v in kk.items() if k.endswith(".alpha")} == {2.0}
-    ups = [v for k, v in pk.items() if "lora_B" in k]
+    ups = [v for k, v in pk.items() if "_lora.up" in k]
     assert all(v.shape[1] == 4 for v in ups) and any(v.abs().max() > 0 for v in ups)
-    targets = {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in pk}
-    assert targets == {"to_q", "to_k", "to_v", "0"}  # to_out.0
+    targets = {k.split("_lora.")[0].rsplit(".", 1)[-1] for k in pk}
+    assert targets == {"to_q", "to_k", "to_v", "to_out"}
     assert sum(v.numel() for v in pk.values()) == sum(
         v.numel() for k, v in kk.items() if not k.endswith(".alpha")
     )
+    # the same delta: the peft form folds alpha / rank = 0.5 into its up weights
+    tail = ".processor.to_q_lora.up.weight"
+    peft_up = next(k for k in pk if k.endswith("attn1" + tail))
+    up = (
+        "lora_unet_" + peft_up[len("unet.") : -len(tail)].replace(".", "_") + "_to_q.lora_up.weight"
+    )
+    assert torch.allclose(pk[peft_up], kk[up] * 0.5)
 
 
 @pytest.mark.filterwarnings("ignore:Already found a `peft_config`")  # two adapters, on purpose
@@ -153,20 +161,22 @@ def test_both_forms_load_in_plain_diffusers(trained, tiny_folder):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, safety_checker=None)
-    peft, kohya = map(Path, trained["outputs"])
-    file = tensors(peft)
+    kohya, peft = map(Path, trained["outputs"])
     for name, path in (("a", peft), ("b", kohya)):
         pipe.load_lora_weights(str(path), adapter_name=name)
     assert set(pipe.get_list_adapters()["unet"]) == {"a", "b"}
-    key = next(k for k in file if "lora_B" in k and "attn1.to_q" in k)
-    module = pipe.unet.get_submodule(key[len("unet.") :].split(".lora_B")[0])
-    for name in ("a", "b"):
-        assert torch.allclose(module.lora_B[name].weight, file[key])
-        assert module.scaling[name] == pytest.approx(0.5)  # alpha 2 / rank 4 survives both forms
+    layers = [m for m in pipe.unet.modules() if hasattr(m, "lora_B") and "a" in m.lora_B]
+    assert len(layers) == 32
+    for m in layers:
+        assert m.scaling["b"] == pytest.approx(0.5)  # alpha 2 / rank 4 in the kohya form
+        assert torch.equal(m.lora_A["a"].weight, m.lora_A["b"].weight)
+        delta_a = m.lora_B["a"].weight * m.scaling["a"]
+        assert torch.allclose(delta_a, m.lora_B["b"].weight * m.scaling["b"])
 
 
 def test_both_forms_load_in_fakestudio_generate(trained, tmp_path):
     from detectors.c2pa import read_c2pa
+    from fakestudio.lora_info import tensor_data_sha256
 
     for path in trained["outputs"]:
         args = ["--lora", path, *"--steps 1 --seed 3 --json --out".split(), tmp_path]
@@ -175,17 +185,24 @@ def test_both_forms_load_in_fakestudio_generate(trained, tmp_path):
         loras = read_c2pa(image).generation["loras"]
         assert loras[0]["trigger"] == TOKEN
         assert loras[0]["sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        # A1111's hash (of the tensor data) in the parameters text, as A1111 writes it
+        params = Image.open(image).text["parameters"]
+        short = tensor_data_sha256(Path(path))[:12]
+        assert f'Lora hashes: "{Path(path).stem}: {short}"' in params
 
 
 def test_lora_info_prints_our_header(trained):
-    peft, kohya = trained["outputs"]
+    kohya, peft = trained["outputs"]
     res = run("lora-info", kohya)
     for needle in (TOKEN, CLASS_WORD, CONSENT, "4 / 2.0", "kohya", "tiny", "4 steps"):
         assert needle in res.stdout, res.stdout
+    assert "<lora:ben0a:1>" in res.stdout
     info = json.loads(run("lora-info", peft, "--json").stdout)
-    assert info["form"] == "peft" and info["rank"] == 4 and info["alpha"] == 2.0
+    assert info["form"] == "peft" and info["rank"] == 4 and info["alpha"] == 4.0
+    assert info["scale"] == 1.0  # alpha / rank folded into the weights
     assert info["fakestudio"]["dataset_fingerprint"] == header(Path(peft))["dataset_fingerprint"]
-    assert info["parts"] == {"unet": 32} and info["kohya"] is None
+    assert info["parts"] == {"unet": 32}
+    assert info["a1111"]["tag"] == "<lora:ben0a.peft:1>" and not info["a1111"]["loads"]
 
 
 # -- 3: exact resume and Ctrl-C ------------------------------------------------------------------
@@ -204,19 +221,19 @@ def test_resume_after_ctrl_c_is_exact(tmp_path, monkeypatch, tiny_folder):
     run("train", ds, "--out", straight, *common)
 
     resumed = tmp_path / "b" / "x.safetensors"
-    original = cmd._progress._lines
+    original = cmd._lines
 
-    def ctrl_c_at_10(self, info):
-        original(self, info)
+    def ctrl_c_at_10(info):
+        original(info)
         if info.step == 10:
             signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(cmd._progress, "_lines", ctrl_c_at_10)
+    monkeypatch.setattr(cmd, "_lines", ctrl_c_at_10)
     res = run("train", ds, "--out", resumed, *common, code=130)
     line = res.stderr.strip().splitlines()[-1]
     assert "interrupted at step 10" in line and "step-000010" in line and "--resume" in line
     assert not resumed.exists()
-    monkeypatch.setattr(cmd._progress, "_lines", original)
+    monkeypatch.setattr(cmd, "_lines", original)
     user_error(run("train", ds, "--out", resumed, *common, code=2), "--resume")
     run("train", ds, "--out", resumed, *common, "--resume")
 
@@ -446,7 +463,7 @@ def test_full_disk_leaves_nothing_half_written(tmp_path, dataset, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x-training"]  # no LoRA, no .part
     monkeypatch.undo()
     run("train", dataset, "--out", out, "--steps", 2, "--format", "both", "--resume")
-    assert out.exists() and (tmp_path / "x.kohya.safetensors").exists()
+    assert out.exists() and (tmp_path / "x.peft.safetensors").exists()
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -565,7 +582,7 @@ def test_accelerate_launch_two_processes(tmp_path, dataset, trained, fs_home):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)  # only the main process printed
     assert result["steps"] == 3 and result["header"]["batch_size"] == 2  # 1 per process x 2
-    single = tensors(Path(trained["outputs"][1]))  # kohya, the default form
+    single = tensors(Path(trained["outputs"][0]))  # kohya, the default form (OUT)
     ddp = tensors(out)
     assert ddp.keys() == single.keys()
     assert all(ddp[k].shape == single[k].shape for k in ddp)

@@ -24,8 +24,9 @@ from detectors import image_io
 from detectors.verdict import EXIT_CODES, MESSAGES, OUTCOMES, combined_exit_code, decide
 from detectors.verify import SCHEMA, detect_watermarks, verify_image
 from fakestudio.cli import cli
+from tests.conftest import FIXTURES as SHARED_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = SHARED_FIXTURES
 REPORT_KEYS = {
     "schema",
     "file",
@@ -491,6 +492,11 @@ def test_generated_through_the_cli_verifies_labelled(tmp_path, tiny_folder):
     rep = json.loads(res.stdout)
     assert rep["verdict"]["outcome"] == "labelled-ai" and rep["c2pa"]["state"] == "trusted"
     assert rep["ledger"]["matched"] and rep["ledger"]["how"] == "sha256"
+    from fakestudio import __version__
+
+    text = CliRunner().invoke(cli, ["verify", path]).output
+    # our name and version only, not c2pa-rs's version glued on
+    assert re.search(rf"generator: fakestudio {re.escape(__version__)}\s*$", text, re.M), text
 
 
 # --- bad input -----------------------------------------------------------------------------------

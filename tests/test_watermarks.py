@@ -13,8 +13,9 @@ from PIL import Image, ImageOps
 
 from detectors.watermarks import WatermarkResult, detect_all, dwt, ours
 from detectors.watermarks import stable_diffusion as sdm
+from tests.conftest import FIXTURES as SHARED_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = SHARED_FIXTURES
 PAYLOAD = "c0ffee1234"
 
 

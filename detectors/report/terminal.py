@@ -113,6 +113,13 @@ def render_audit_files(
 # --- internals ------------------------------------------------------------------------------
 
 
+def _generator(info: dict) -> str:
+    """claim_generator_info's name and version; c2pa-rs adds its own version under
+    `org.contentauth.c2pa_rs`, which is not the generator's."""
+    named = [str(info[k]) for k in ("name", "version") if info.get(k)]
+    return " ".join(named) if named else " ".join(str(v) for v in info.values())
+
+
 def _evidence(report: dict) -> list[tuple[str, list[str]]]:
     out: list[tuple[str, list[str]]] = []
     c = report.get("c2pa") or {}
@@ -129,7 +136,7 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
         if c.get(key):
             lines.append(f"{label}: {c[key]}")
     if c.get("generator"):
-        lines.append("generator: " + " ".join(str(x) for x in c["generator"].values()))
+        lines.append("generator: " + _generator(c["generator"]))
     if c.get("actions"):
         lines.append("actions: " + ", ".join(c["actions"]))
     if c.get("ingredients"):

@@ -124,29 +124,14 @@ def prepare(
 
 @contextmanager
 def _progress(quiet: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """on_progress(stage, done, total): one bar per stage, for stages of PROGRESS_FROM photos."""
+    from fakestudio.progress import progress_bars
 
-    console = Console(stderr=True)
-    if quiet or not console.is_terminal:
-        yield lambda stage, done, total: None
-        return
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("photos"),
-        console=console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, int] = {}
+    with progress_bars("photos", quiet) as bars:
 
         def on_progress(stage: str, done: int, total: int) -> None:
-            if total < PROGRESS_FROM:
-                return
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+            if total >= PROGRESS_FROM:
+                bars(stage, done, total)
 
         yield on_progress
 

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -68,8 +69,9 @@ P = click.Path(path_type=Path)
     "fmt",
     type=click.Choice(["peft", "kohya", "both"]),
     default=None,
-    help="kohya: Automatic1111/ComfyUI/kohya key names (default); peft: diffusers' own form; "
-    "both: OUT (peft) and OUT's stem + .kohya.safetensors. Both load in fakestudio and diffusers.",
+    help="kohya: Automatic1111/ComfyUI/kohya key names (default); peft: diffusers' form "
+    "(ComfyUI reads it too); both: OUT (kohya) and OUT's stem + .peft.safetensors. "
+    "Both load in fakestudio and diffusers.",
 )
 @click.option(
     "--run-dir", type=P, default=None, help="Checkpoints and previews [OUT's stem-training/]."
@@ -234,201 +236,41 @@ def train(dataset, out, fmt, cache, toml, as_json, quiet, **options):
         click.echo(str(p))
 
 
-class _progress:
+@contextmanager
+def _progress(quiet: bool):
     """A rich bar with step, loss, lr and ETA on a terminal; a plain line every 5% otherwise."""
+    from fakestudio.progress import on_terminal, progress_bars
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar = None
-
-    def __enter__(self):
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        if self.quiet:
-            return lambda info: None
-        if not console.is_terminal:
-            return self._lines
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self.bar.__enter__()
-        self.task = None
-        return self._bar
-
-    def _bar(self, info) -> None:
-        if self.task is None:  # created at the first step: elapsed and ETA count steps only
-            self.task = self.bar.add_task(
-                "training", total=info.total, completed=info.first_step, loss="-", lr="-"
+    if quiet:
+        yield lambda info: None
+    elif not on_terminal():
+        yield _lines
+    else:
+        fields = "loss {task.fields[loss]}  lr {task.fields[lr]}"
+        with progress_bars("", fields=fields, elapsed=True, transient=False) as bars:
+            yield lambda info: bars(
+                "training", info.step, info.total, loss=f"{info.loss:.4f}", lr=f"{info.lr:.2e}"
             )
-        self.bar.update(
-            self.task,
-            completed=info.step,
-            total=info.total,
-            loss=f"{info.loss:.4f}",
-            lr=f"{info.lr:.2e}",
-        )
 
-    def _lines(self, info) -> None:
-        every = max(1, info.total // 20)
-        if info.step % every and info.step != info.total:
-            return
-        done = info.step - info.first_step
-        rate = done / info.seconds if info.seconds > 0 else 0.0
-        eta = (info.total - info.step) / rate if rate else 0.0
-        click.echo(
-            f"step {info.step}/{info.total}  loss {info.loss:.4f}  lr {info.lr:.2e}  "
-            f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}",
-            err=True,
-        )
 
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
+def _lines(info) -> None:
+    every = max(1, info.total // 20)
+    if info.step % every and info.step != info.total:
+        return
+    done = info.step - info.first_step
+    rate = done / info.seconds if info.seconds > 0 else 0.0
+    eta = (info.total - info.step) / rate if rate else 0.0
+    click.echo(
+        f"step {info.step}/{info.total}  loss {info.loss:.4f}  lr {info.lr:.2e}  "
+        f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}",
+        err=True,
+    )
 
 
 # -------------------------------------------------------------------------------- lora-info
 
-KOHYA_PREFIXES = {
-    "lora_unet_": "unet",
-    "lora_te_": "text_encoder",
-    "lora_te1_": "text_encoder",
-    "lora_te2_": "text_encoder_2",
-}
-PEFT_PREFIXES = {
-    "unet.": "unet",
-    "text_encoder.": "text_encoder",
-    "text_encoder_2.": "text_encoder_2",
-}
-DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight")
-CROSS_ATTENTION = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
-BIG_KOHYA_KEYS = ("ss_tag_frequency", "ss_dataset_dirs", "ss_datasets", "ss_bucket_info")
-
-
-def describe_lora(path: Path) -> dict:
-    """What a LoRA file says about itself: our header, kohya's ss_* metadata, and what its
-    tensors show (form, parts, rank, alpha, the base architecture they fit)."""
-    from safetensors import safe_open
-
-    from fakestudio.lora import HEADER_KEY, read_header, sha256_file, trigger_of
-
-    path = Path(path).expanduser()
-    meta = read_header(path)  # UserError for missing/corrupt/not-a-LoRA files
-    ranks, alphas, parts, cross = set(), set(), {}, set()
-    form = "other"
-    n_params = 0
-    with safe_open(str(path), framework="pt") as f:
-        keys = list(f.keys())
-        for k in keys:
-            shape = f.get_slice(k).get_shape()
-            n = 1
-            for s in shape:
-                n *= s
-            n_params += n
-            if k.endswith(".alpha"):
-                alphas.add(float(f.get_tensor(k).float().item()))
-                continue
-            if not k.endswith(DOWN_SUFFIXES):
-                continue
-            part = "other"
-            for prefix, name in {**KOHYA_PREFIXES, **PEFT_PREFIXES}.items():
-                if k.startswith(prefix):
-                    part = name
-                    form = "kohya" if prefix.startswith("lora_") else "peft"
-                    break
-            parts[part] = parts.get(part, 0) + 1
-            ranks.add(int(shape[0]))
-            flat = k.replace(".", "_")
-            if part == "unet" and "attn2_to_k" in flat and len(shape) >= 2:
-                cross.add(int(shape[1]))
-    if not alphas:
-        adapter = meta.get("lora_adapter_metadata")
-        if adapter:
-            try:
-                a = json.loads(adapter).get("unet.lora_alpha")
-                if a is not None:
-                    alphas.add(float(a))
-            except ValueError:
-                pass
-        elif meta.get("ss_network_alpha"):
-            try:
-                alphas.add(float(meta["ss_network_alpha"]))
-            except ValueError:
-                pass
-    if meta.get("_family") == "sdxl" or 2048 in cross:
-        arch = "sdxl"
-    elif len(cross) == 1:
-        arch = CROSS_ATTENTION.get(
-            next(iter(cross)), f"unknown (cross-attention width {next(iter(cross))})"
-        )
-    else:
-        arch = "unknown"
-    ours = meta.get(HEADER_KEY) if isinstance(meta.get(HEADER_KEY), dict) else None
-    kohya = {}
-    for k, v in sorted(meta.items()):
-        if not k.startswith(("ss_", "sshs_", "modelspec.")):
-            continue
-        if k == "ss_tag_frequency":
-            kohya["ss_tag_frequency (top 10)"] = _top_tags(v)
-        elif k in BIG_KOHYA_KEYS or len(str(v)) > 300:
-            kohya[k] = f"({len(str(v))} characters)"
-        else:
-            kohya[k] = v
-    one = lambda s: (next(iter(s)) if len(s) == 1 else sorted(s)) if s else None  # noqa: E731
-    rank, alpha = one(ranks), one(alphas)
-    scale = alpha / rank if isinstance(rank, int) and isinstance(alpha, float) else None
-    return {
-        "file": path.name,
-        "bytes": path.stat().st_size,
-        "sha256": sha256_file(path),
-        "form": form,
-        "architecture": arch,
-        "parts": parts,
-        "tensors": len(keys),
-        "parameters": n_params,
-        "rank": rank,
-        "alpha": alpha,
-        "scale": scale,
-        "trigger": trigger_of(meta),
-        "fakestudio": ours,
-        "kohya": kohya or None,
-    }
-
-
-def _top_tags(raw: str) -> list:
-    try:
-        freq = json.loads(raw)
-    except ValueError:
-        return []
-    counts: dict[str, int] = {}
-    for tags in freq.values() if isinstance(freq, dict) else []:
-        if isinstance(tags, dict):
-            for t, c in tags.items():
-                if isinstance(c, int):
-                    counts[t] = counts.get(t, 0) + c
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-
-
 FORM_WORDS = {
-    "peft": "diffusers/peft (unet.* / text_encoder.* keys)",
+    "peft": "diffusers (unet.* / text_encoder.* keys)",
     "kohya": "kohya/Automatic1111 (lora_unet_* / lora_te_* keys)",
     "other": "unrecognised key layout",
 }
@@ -443,6 +285,8 @@ def lora_info(file, as_json):
 
     Works on any LoRA: fakestudio's header, kohya's ss_* metadata, or only its tensors.
     """
+    from fakestudio.lora_info import describe_lora
+
     info = describe_lora(file)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -460,6 +304,16 @@ def lora_info(file, as_json):
     ]
     if info["trigger"]:
         rows.append(("trigger word", info["trigger"]))
+    a1 = info["a1111"]
+    rows += [
+        (
+            "Automatic1111",
+            f"{a1['name']} ({a1['sd_version']}), tag {a1['tag']}, hash {a1['hash']}, "
+            f"legacy hash {a1['legacy_hash']}"
+            + ("" if a1["loads"] else "; A1111 loads only the kohya form (--format kohya)"),
+        ),
+        ("ComfyUI", f"{info['comfyui']['name']} (LoraLoader)"),
+    ]
     ours = info["fakestudio"]
     if ours:
         rows += [
@@ -481,7 +335,7 @@ def lora_info(file, as_json):
             ),
             ("made by", f"{ours.get('software')}, {ours.get('created')}"),
         ]
-    if info["kohya"]:
+    if info["kohya"] and not ours:  # ours: the ss_* keys repeat our header (see --json)
         for k, v in info["kohya"].items():
             rows.append((k, json.dumps(v) if not isinstance(v, str) else v))
     if not ours and not info["kohya"]:

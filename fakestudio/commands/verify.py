@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -406,50 +407,13 @@ def _write_html(kind: str, payload, path: Path) -> None:
         raise UserError(f"--html {path}: cannot write ({e.strerror or e})") from e
 
 
-class _audit_progress:  # noqa: N801 - used as a context manager, reads like a function
-    """A rich progress bar on stderr (files done / total, ETA); silent when quiet or not a
-    terminal."""
+@contextmanager
+def _audit_progress(quiet: bool):
+    """(on_start(total), on_progress(done, total, report)) drawing one bar of images."""
+    from fakestudio.progress import progress_bars
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        if self.quiet or not console.is_terminal:
-            return (lambda total: None), (lambda done, total, rep: None)
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
+    with progress_bars("images", quiet) as bars:
+        yield (
+            (lambda total: bars("auditing", 0, total)),
+            (lambda done, total, rep: bars("auditing", done, total)),
         )
-
-        self.progress = Progress(
-            TextColumn("[bold]auditing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("images"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-
-        def on_start(total: int) -> None:
-            self.progress.start()
-            self.task = self.progress.add_task("audit", total=total)
-
-        def on_progress(done: int, total: int, rep: dict) -> None:
-            if self.task is not None:
-                self.progress.update(self.task, completed=done, total=total)
-
-        return on_start, on_progress
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
-        return False

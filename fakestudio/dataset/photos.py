@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import warnings
@@ -13,10 +12,6 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 
 class _Skip(Exception):
     """This photo cannot be used; the message is the reason (no file names in it)."""
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _scrub(message: str) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from detectors.fingerprint import hamming, phash_hex, sha256_bytes
 from fakestudio.dataset.crops import (
     FaceDetector,
     choose_bucket,
@@ -27,7 +28,6 @@ from fakestudio.dataset.photos import (
     DEFAULT_MAX_PIXELS,
     MAX_FILE_BYTES,
     _scrub,
-    _sha256_bytes,
     _Skip,
     open_photo,
 )
@@ -69,7 +69,7 @@ class PhotoReport:
     token_inserted: bool = False
     # working state, not reported
     pixels: int = 0
-    phash: object = None
+    phash: str | None = None
     source_sha256: str = ""
 
 
@@ -281,8 +281,6 @@ def prepare_dataset(
             ".jpg .jpeg .png .webp .tif .bmp .gif .avif"
         )
 
-    import imagehash
-
     default_caption = f"photo of {token} {class_word}".strip()
     prefix = f"{token} {class_word}".strip() + ", "
     reports: list[PhotoReport] = []
@@ -291,14 +289,14 @@ def prepare_dataset(
         reports.append(rep)
         try:
             data = _read_limited(path)
-            rep.source_sha256 = _sha256_bytes(data)
+            rep.source_sha256 = sha256_bytes(data)
             im = open_photo(data, path.suffix, max_pixels)
             if min(im.size) < min_side:
                 raise _Skip(
                     f"too small: {im.width}x{im.height}, shorter side under {min_side} px "
                     "(--min-side)"
                 )
-            rep.phash = imagehash.phash(im)
+            rep.phash = phash_hex(im)
             rep.pixels = im.width * im.height
             caption = read_caption(path)
             rep.caption_from = "txt" if caption else "default"
@@ -403,9 +401,9 @@ def _dedupe(reports: list[PhotoReport], bits: int) -> None:
     cands = sorted((r for r in reports if r.status == "kept"), key=lambda r: (-r.pixels, r.index))
     kept: list[PhotoReport] = []
     for r in cands:
-        best = min(kept, key=lambda k: (k.phash - r.phash, k.index), default=None)
-        if best is not None and best.phash - r.phash <= bits:
-            r.status, r.duplicate_of, r.bits = "duplicate", best.index, int(best.phash - r.phash)
+        best = min(kept, key=lambda k: (hamming(k.phash, r.phash), k.index), default=None)
+        if best is not None and hamming(best.phash, r.phash) <= bits:
+            r.status, r.duplicate_of, r.bits = "duplicate", best.index, hamming(best.phash, r.phash)
         else:
             kept.append(r)
 
@@ -421,7 +419,7 @@ def _skip_reason(e: Exception) -> str:
 def _render_one(r: PhotoReport, path: Path, buckets, detector, max_pixels: int):
     """(png bytes, bucket, face box or None) for a photo that passed the first look."""
     data = _read_limited(path)
-    if _sha256_bytes(data) != r.source_sha256:
+    if sha256_bytes(data) != r.source_sha256:
         raise _Skip("changed while the dataset was being prepared")
     im = open_photo(data, path.suffix, max_pixels)
     face = None
@@ -458,7 +456,7 @@ def _render_all(reports, files, tmp, buckets, detector, max_pixels, progress) ->
                 width=bucket[0],
                 height=bucket[1],
                 bucket=bucket,
-                sha256=_sha256_bytes(png),
+                sha256=sha256_bytes(png),
                 source_sha256=r.source_sha256,
                 face=face is not None,
             )

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from detectors.files import atomic_write
-from detectors.paths import config_dir
+from detectors.paths import CA_FILE, KEYS_DIR, config_dir
 from fakestudio.errors import UserError
 
 C2PA_CLAIM_SIGNING_OID = ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
@@ -45,8 +45,6 @@ DOCUMENT_SIGNING_OID = ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 # EKUs the C2PA specification allows on a claim-signing certificate.
 SIGNING_EKUS = (ExtendedKeyUsageOID.EMAIL_PROTECTION, DOCUMENT_SIGNING_OID, C2PA_CLAIM_SIGNING_OID)
 
-KEYS_DIR = "keys"
-CA_FILE = "ca.pem"
 CHAIN_FILE = "signer.pem"
 KEY_FILE = "signer.key"
 VALIDITY_DAYS = 3650

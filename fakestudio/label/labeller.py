@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from detectors.files import atomic_write
+from detectors.files import atomic_write, probe_writable
 from detectors.fingerprint import phash_hex, sha256_bytes
 from detectors.ledger import Ledger, LedgerEntry
 from detectors.watermarks import durable, ours
@@ -256,14 +254,9 @@ def add_to_ledger(
     return sha, row
 
 
-def check_writable(out_dir: Path) -> Path:
-    """Create out_dir if needed and prove we can write there, before any slow work."""
-    out_dir = Path(out_dir).expanduser()
+def check_writable(out_dir: Path, create: bool = True) -> Path:
+    """Prove we can write in out_dir (made when `create`), before any slow work."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
+        return probe_writable(out_dir, create)
     except OSError as e:
         raise UserError(f"{out_dir}: output folder is not writable ({e.strerror or e})") from None
-    return out_dir

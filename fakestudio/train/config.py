@@ -34,7 +34,7 @@ STORY_REPEATS = 100  # default length: every photo seen 100 times (24 photos -> 
 @dataclass
 class TrainConfig:
     dataset: Path
-    out: Path  # the LoRA file (`--format both`: OUT in peft form + OUT's stem.kohya.safetensors)
+    out: Path  # the LoRA file (`--format both`: OUT in kohya form + OUT's stem.peft.safetensors)
     # model
     base: str = "tiny"
     base_config: Path | None = None  # single-file checkpoints: a diffusers folder of configs
@@ -92,8 +92,8 @@ class TrainConfig:
     def outputs(self) -> list[tuple[str, Path]]:
         """[(form, path)] written at the end."""
         out = Path(self.out)
-        if self.format == "both":
-            return [("peft", out), ("kohya", out.with_name(out.stem + ".kohya.safetensors"))]
+        if self.format == "both":  # OUT is the kohya file, so A1111's tag is <lora:OUT's stem:1>
+            return [("kohya", out), ("peft", out.with_name(out.stem + ".peft.safetensors"))]
         return [(self.format, out)]
 
     def run_folder(self) -> Path:

@@ -1,12 +1,15 @@
-"""Personal LoRA training, top to bottom.
+"""Personal LoRA training, top to bottom: `train()` reads as the list below, each part a
+named function after it.
 
-    1. check settings, dataset and output before anything slow
-    2. accelerate, the base model, LoRA adapters on UNet attention (and the text encoder)
-    3. cache latents and text embeddings
-    4. optimizer, lr schedule, `--resume`
-    5. the loop: noise -> UNet -> loss; guards against NaN and explosion; checkpoints,
-       previews (through the labeller), Ctrl-C
-    6. the LoRA file(s), with our header
+    1. `check_inputs`: settings, dataset and output before anything slow
+    2. `setup`: accelerate, the base model, LoRA adapters on UNet attention (and the text
+       encoder), cached latents and text embeddings -> a `Run`
+    3. `make_optimizer`: optimizer and lr schedule -> an `Optim`; `resume` for `--resume`
+    4. the loop: `train_step` (micro_batch -> loss_of -> backward, guards against NaN and
+       explosion), `preview` (through the labeller), `checkpoint`, Ctrl-C
+    5. `export`: the LoRA file(s), with our `header`
+
+What changes as it trains lives in one `TrainState`; nothing is shared through closures.
 
 It runs alone (`fakestudio train`) or one copy per process under `accelerate launch`: each
 process takes every P-th batch and DDP averages the gradients; only the main process writes
@@ -16,7 +19,6 @@ files or talks. Steps are optimizer steps; one step sees batch_size x grad_accum
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
 import signal
@@ -26,12 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from fakestudio import __version__
 from fakestudio.errors import UserError
+from fakestudio.label.labeller import check_writable
 from fakestudio.train.checkpoint import (
     capture_rng,
     latest_checkpoint,
@@ -106,18 +110,145 @@ def train(
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train a LoRA as `cfg` says; return what was written. UserError for anything fixable."""
-    # -- 1. checks that need no model ---------------------------------------------------------
+    ds = check_inputs(cfg)  # 1
+    run = setup(cfg, ds, log)  # 2
+    opt = make_optimizer(run)  # 3
+    state = TrainState(guard=LossGuard(cfg.explode_factor, cfg.explode_patience))
+    if cfg.resume:
+        resume(run, opt, state)
+    state.last_ckpt = latest_checkpoint(run.run_dir)
+
+    first_step, started = state.step, time.perf_counter()  # 4
+    with _graceful_stop() as stop:
+        while state.step < run.total:
+            stop_now = train_step(run, opt, state, stop)
+            if run.main and on_step:
+                lr = opt.lr_sched.get_last_lr()[0]
+                elapsed = time.perf_counter() - started
+                on_step(StepInfo(state.step, run.total, state.loss, lr, elapsed, first_step))
+            if cfg.sample_every and state.step % cfg.sample_every == 0:
+                preview(run, state)
+            if stop_now or (run.procs == 1 and stop["requested"]):  # P > 1: agreed in the step
+                raise TrainingInterrupted(state.step, checkpoint(run, opt, state))
+            due = cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+            if due and state.step < run.total and not state.guard.strikes:
+                checkpoint(run, opt, state)  # never from a run that may be exploding
+
+    final_ckpt = checkpoint(run, opt, state)  # 5
+    written = export(run, state, final_ckpt)
+    result = TrainResult(
+        outputs=written,
+        steps=state.step,
+        loss=state.guard.mean,
+        checkpoint=final_ckpt,
+        samples=state.samples,
+        seconds=time.perf_counter() - started,
+        resumed_from=state.resumed_from,
+        header=header(run, state.step),
+    )
+    run.accelerator.end_training()
+    return result
+
+
+@dataclass
+class Run:
+    """What `setup` builds once and every later part reads."""
+
+    cfg: TrainConfig
+    ds: Any
+    accelerator: Any
+    base: Any
+    unet: Any
+    encoders: list
+    te_names: list[str]
+    te_configs: dict
+    alpha: float
+    prediction: str
+    noise_sched: Any
+    channels_last: bool
+    gen: torch.Generator  # noise, timesteps, caption dropout: this process's stream
+    data: TrainData
+    total: int
+    micro_per_epoch: int
+    class_order: torch.Tensor | None
+    snr: torch.Tensor | None
+    say: Callable[[str], None]
+    orders: dict = field(default_factory=dict)  # epoch -> its batches (one epoch kept)
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def procs(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.run_folder()
+
+    @property
+    def sdxl(self) -> bool:
+        return self.base.family == "sdxl"
+
+    @property
+    def identity(self) -> dict:
+        """What a resumed run must share with the run it continues."""
+        return {
+            "base_sha256": self.base.sha256,
+            "dataset_fingerprint": self.ds.fingerprint,
+            "prediction_type": self.prediction,
+            **{k: getattr(self.cfg, k) for k in MUST_MATCH},
+            "alpha": self.alpha,
+        }
+
+
+@dataclass
+class Optim:
+    """What `make_optimizer` builds: the optimizer, its schedule, the (wrapped) UNet forward."""
+
+    optimizer: Any
+    lr_sched: Any
+    params: list
+    unet_fwd: Any
+
+
+@dataclass
+class TrainState:
+    """What changes as the run goes, and what a checkpoint carries over."""
+
+    guard: LossGuard
+    step: int = 0
+    loss: float | None = None
+    resumed_from: int | None = None
+    started_at: float = field(default_factory=lambda: round(time.time(), 3))
+    last_ckpt: Path | None = None
+    samples: list[Path] = field(default_factory=list)
+
+
+# -- 1. checks that need no model ------------------------------------------------------------
+
+
+def check_inputs(cfg: TrainConfig):
+    """Settings, dataset, output folders and the run folder's checkpoints, before anything
+    slow; returns the opened dataset."""
     cfg.check()
     ds = open_dataset(cfg.dataset, cfg.resolution)
-    resolution = ds.resolution
-    if cfg.sample_every and resolution < 256:
+    if cfg.sample_every and ds.resolution < 256:
         raise UserError(
-            f"previews need at least 256 px (the watermark does); dataset is {resolution}"
+            f"previews need at least 256 px (the watermark does); dataset is {ds.resolution}"
         )
     run_dir = cfg.run_folder()
-    outputs = cfg.outputs()
-    _check_writable(Path(cfg.out).expanduser().parent)
-    _check_writable(run_dir)
+    check_writable(Path(cfg.out).expanduser().parent, create=False)
+    check_writable(run_dir, create=False)
     found = list_checkpoints(run_dir)
     if cfg.resume and not found:
         raise UserError(f"--resume: no checkpoint in {run_dir}/checkpoints to resume from")
@@ -126,16 +257,20 @@ def train(
             f"{run_dir} holds checkpoints of an earlier run (up to step {found[-1][0]}); pass "
             "--resume to continue it, or remove that folder (or pick --run-dir) to start over"
         )
+    return ds
 
-    # -- 2. accelerate, base model, adapters --------------------------------------------------
+
+# -- 2. accelerate, base model, adapters, caches ---------------------------------------------
+
+
+def setup(cfg: TrainConfig, ds, log: Callable[[str], None] | None) -> Run:
+    from diffusers import DDPMScheduler
+    from peft import LoraConfig
+
     from fakestudio.models import load_base
 
     accelerator = _accelerator(cfg)
-    main, procs, rank = (
-        accelerator.is_main_process,
-        accelerator.num_processes,
-        accelerator.process_index,
-    )
+    main = accelerator.is_main_process
     say = (log or (lambda m: None)) if main else (lambda m: None)
     device = accelerator.device
     for w in ds.warnings:
@@ -156,9 +291,6 @@ def train(
     for te in encoders:
         te.to(device, dtype=weight_dtype)
 
-    from diffusers import DDPMScheduler
-    from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
-
     alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
     torch.manual_seed(cfg.seed)  # the same LoRA initialisation in every process
     unet.add_adapter(
@@ -176,8 +308,7 @@ def train(
                 target_modules=TE_TARGETS,
             )
             te.add_adapter(te_configs[name])
-    trained = [unet] + (encoders if cfg.train_text_encoder else [])
-    for m in trained:
+    for m in [unet] + (encoders if cfg.train_text_encoder else []):
         for p in m.parameters():
             if p.requires_grad:
                 p.data = p.data.float()  # LoRA weights train in fp32 under any mixed precision
@@ -194,8 +325,8 @@ def train(
     if prediction not in ("epsilon", "v_prediction"):
         raise UserError(f"{base.name}: prediction type {prediction!r} is not supported")
 
-    # -- 3. data and caches -------------------------------------------------------------------
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)  # noise, t, dropout
+    rank = accelerator.process_index
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
     data = TrainData(ds, pipe, base.family, cfg, device, cfg.train_text_encoder, gen)
     t0 = time.perf_counter()
     data.warm()
@@ -212,7 +343,7 @@ def train(
                 te.to("cpu")
         torch.cuda.empty_cache()
 
-    micro_per_epoch = steps_per_epoch(data.buckets, cfg.batch_size, procs)
+    micro_per_epoch = steps_per_epoch(data.buckets, cfg.batch_size, accelerator.num_processes)
     if cfg.max_steps is not None:
         total = cfg.max_steps
     else:
@@ -223,329 +354,340 @@ def train(
         if data.class_files
         else None
     )
+    snr = None
+    if cfg.min_snr_gamma:
+        ac = noise_sched.alphas_cumprod.float()
+        snr = (ac / (1 - ac)).to(device)
+    return Run(
+        cfg=cfg,
+        ds=ds,
+        accelerator=accelerator,
+        base=base,
+        unet=unet,
+        encoders=encoders,
+        te_names=te_names,
+        te_configs=te_configs,
+        alpha=alpha,
+        prediction=prediction,
+        noise_sched=noise_sched,
+        channels_last=channels_last,
+        gen=gen,
+        data=data,
+        total=total,
+        micro_per_epoch=micro_per_epoch,
+        class_order=class_order,
+        snr=snr,
+        say=say,
+    )
 
-    orders: dict[int, list[list[int]]] = {}
 
-    def micro_batch(step: int, k: int):
-        """The k-th micro-batch of optimizer step `step` for this process."""
-        m = step * cfg.grad_accum + k
-        epoch, pos = divmod(m, micro_per_epoch)
-        if epoch not in orders:
-            orders.clear()
-            orders[epoch] = epoch_batches(data.buckets, cfg.batch_size, cfg.seed, epoch, procs)
-        indices = orders[epoch][pos * procs + rank]
-        if cfg.caption_dropout:
-            drop = (torch.rand(len(indices), generator=gen) < cfg.caption_dropout).tolist()
-        else:
-            drop = [False] * len(indices)
-        classes = []
-        if class_order is not None:
-            first = (m * procs + rank) * cfg.batch_size
-            classes = [
-                int(class_order[(first + j) % len(class_order)]) for j in range(len(indices))
-            ]
-        return data.batch(indices, drop, classes)
+# -- 3. optimizer, schedule, resume ------------------------------------------------------------
 
-    # -- 4. optimizer, schedule, resume -------------------------------------------------------
+
+def make_optimizer(run: Run) -> Optim:
     from diffusers.optimization import get_scheduler
 
-    groups = [{"params": [p for p in unet.parameters() if p.requires_grad], "lr": cfg.lr}]
+    cfg = run.cfg
+    trained = [run.unet] + (run.encoders if cfg.train_text_encoder else [])
+    groups = [{"params": [p for p in run.unet.parameters() if p.requires_grad], "lr": cfg.lr}]
     if cfg.train_text_encoder:
-        te_params = [p for te in encoders for p in te.parameters() if p.requires_grad]
+        te_params = [p for te in run.encoders for p in te.parameters() if p.requires_grad]
         groups.append({"params": te_params, "lr": cfg.text_encoder_lr or cfg.lr})
-    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
+    fused = {"fused": True} if run.device.type in ("cuda", "cpu") else {}
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, **fused)
     lr_sched = get_scheduler(
         cfg.lr_scheduler,
         optimizer,
         num_warmup_steps=cfg.warmup_steps,
-        num_training_steps=total,
+        num_training_steps=run.total,
     )
-    prepared = accelerator.prepare(*trained, optimizer)
+    prepared = run.accelerator.prepare(*trained, optimizer)
     unet_fwd, te_fwd, optimizer = prepared[0], list(prepared[1:-1]), prepared[-1]
     if te_fwd:  # training encodes through the wrapped encoders; previews use the plain ones
-        data.train_encoders = te_fwd
+        run.data.train_encoders = te_fwd
     if cfg.compile:
         unet_fwd = torch.compile(unet_fwd)
+    params = [p for g in groups for p in g["params"]]
+    return Optim(optimizer, lr_sched, params, unet_fwd)
 
-    def lora_state() -> dict[str, torch.Tensor]:
-        out = {f"unet.{k}": v for k, v in get_peft_model_state_dict(unet).items()}
-        for name, te in zip(te_names, encoders if cfg.train_text_encoder else [], strict=False):
-            out.update({f"{name}.{k}": v for k, v in get_peft_model_state_dict(te).items()})
-        return out
 
-    identity = {
-        "base_sha256": base.sha256,
-        "dataset_fingerprint": ds.fingerprint,
-        "prediction_type": prediction,
-        **{k: getattr(cfg, k) for k in MUST_MATCH},
-        "alpha": alpha,
-    }
-    guard = LossGuard(cfg.explode_factor, cfg.explode_patience)
-    step, resumed_from = 0, None
-    if cfg.resume:
-        ckpt = load_checkpoint(latest_checkpoint(run_dir))
-        _check_resumable(ckpt.state.get("identity", {}), identity, ckpt.path)
-        for name, model in [("unet", unet), *zip(te_names, encoders, strict=False)]:
-            part = {k[len(name) + 1 :]: v for k, v in ckpt.lora.items() if k.startswith(name + ".")}
-            if part:
-                res = set_peft_model_state_dict(model, part)
-                if getattr(res, "unexpected_keys", None):
-                    raise UserError(f"{ckpt.path}: LoRA keys do not fit this model")
-        optimizer.load_state_dict(ckpt.optimizer)
-        lr_sched.load_state_dict(ckpt.scheduler)
-        if accelerator.scaler is not None and ckpt.state.get("scaler"):
-            accelerator.scaler.load_state_dict(ckpt.state["scaler"])
-        guard.load(ckpt.state.get("guard", {}))
-        if len(ckpt.rng) == procs:
-            restore_rng(ckpt.rng[rank], gen)
-        else:
-            say(
-                f"resuming with {procs} processes after {len(ckpt.rng)}: the data order and "
-                "noise differ from an uninterrupted run"
-            )
-            gen.manual_seed(cfg.seed * 1_000_003 + rank + ckpt.step)
-        if ckpt.state.get("total") != total:
-            say(f"resuming a {ckpt.state.get('total')}-step run as a {total}-step run")
-        step = resumed_from = ckpt.step
-        say(f"resumed from {ckpt.path} (step {step})")
+def resume(run: Run, opt: Optim, state: TrainState) -> None:
+    """Continue exactly from the newest checkpoint: LoRA weights, optimizer, schedule, loss
+    guard and every random stream."""
+    from peft import set_peft_model_state_dict
 
-    last_ckpt = latest_checkpoint(run_dir)
-
-    def checkpoint(at: int) -> Path | None:
-        nonlocal last_ckpt
-        rngs = [capture_rng(gen)]
-        if procs > 1:
-            from accelerate.utils import gather_object
-
-            rngs = gather_object(rngs)
-        if main:
-            state = {
-                "identity": identity,
-                "total": total,
-                "processes": procs,
-                "guard": guard.state(),
-                "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
-                "software": f"fakestudio {__version__}",
-                "config": cfg.to_json(),
-            }
-            try:
-                last_ckpt = save_checkpoint(
-                    run_dir,
-                    at,
-                    lora=lora_state(),
-                    optimizer=optimizer.state_dict(),
-                    scheduler=lr_sched.state_dict(),
-                    rng=rngs,
-                    state=state,
-                    keep=cfg.keep_checkpoints,
-                )
-            except OSError as e:
-                raise UserError(
-                    f"{run_dir}: cannot write a checkpoint ({e.strerror or e}); nothing "
-                    f"half-written was left{_last(last_ckpt)}"
-                ) from None
-        accelerator.wait_for_everyone()
-        return last_ckpt
-
-    def header(at: int) -> dict:
-        return {
-            "format": HEADER_FORMAT,
-            "trigger": ds.token,
-            "class_word": ds.class_word,
-            "base_model": base.name,
-            "base_sha256": base.sha256,
-            "base_family": base.family,
-            "dataset_fingerprint": ds.fingerprint,
-            "images": len(ds.images),
-            "person": ds.person,
-            "consent": ds.consent.statement if ds.consent else None,
-            "consent_recorded": ds.consent.recorded if ds.consent else None,
-            "rank": cfg.rank,
-            "alpha": alpha,
-            "targets": {"unet": UNET_TARGETS, **{n: TE_TARGETS for n in te_configs}},
-            "steps": at,
-            "epochs": round(at * cfg.grad_accum / micro_per_epoch, 2),
-            "resolution": resolution,
-            "batch_size": cfg.batch_size * cfg.grad_accum * procs,
-            "lr": cfg.lr,
-            "lr_scheduler": cfg.lr_scheduler,
-            "prediction_type": prediction,
-            "mixed_precision": cfg.mixed_precision,
-            "min_snr_gamma": cfg.min_snr_gamma,
-            "noise_offset": cfg.noise_offset,
-            "prior_preservation": bool(data.class_files),
-            "train_text_encoder": cfg.train_text_encoder,
-            "seed": cfg.seed,
-            "software": f"fakestudio {__version__}",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **({"notes": cfg.extra} if cfg.extra else {}),
-        }
-
-    def lora_file_kwargs(at: int, form: str) -> dict:
-        states = lora_state()
-        u = {k[5:]: v for k, v in states.items() if k.startswith("unet.")}
-        tes = {
-            n: {k[len(n) + 1 :]: v for k, v in states.items() if k.startswith(n + ".")}
-            for n in te_configs
-        }
-        ucfg = LoraConfig(r=cfg.rank, lora_alpha=alpha, target_modules=UNET_TARGETS)
-        return dict(
-            unet_state=u,
-            unet_config=ucfg,
-            te_states=tes,
-            te_configs=te_configs,
-            form=form,
-            header=header(at),
+    cfg = run.cfg
+    ckpt = load_checkpoint(latest_checkpoint(run.run_dir))
+    _check_resumable(ckpt.state.get("identity", {}), run.identity, ckpt.path)
+    for name, model in [("unet", run.unet), *zip(run.te_names, run.encoders, strict=False)]:
+        part = {k[len(name) + 1 :]: v for k, v in ckpt.lora.items() if k.startswith(name + ".")}
+        if part:
+            res = set_peft_model_state_dict(model, part)
+            if getattr(res, "unexpected_keys", None):
+                raise UserError(f"{ckpt.path}: LoRA keys do not fit this model")
+    opt.optimizer.load_state_dict(ckpt.optimizer)
+    opt.lr_sched.load_state_dict(ckpt.scheduler)
+    scaler = run.accelerator.scaler
+    if scaler is not None and ckpt.state.get("scaler"):
+        scaler.load_state_dict(ckpt.state["scaler"])
+    state.guard.load(ckpt.state.get("guard", {}))
+    if len(ckpt.rng) == run.procs:
+        restore_rng(ckpt.rng[run.rank], run.gen)
+    else:
+        run.say(
+            f"resuming with {run.procs} processes after {len(ckpt.rng)}: the data order and "
+            "noise differ from an uninterrupted run"
         )
+        run.gen.manual_seed(cfg.seed * 1_000_003 + run.rank + ckpt.step)
+    if ckpt.state.get("total") != run.total:
+        run.say(f"resuming a {ckpt.state.get('total')}-step run as a {run.total}-step run")
+    state.step = state.resumed_from = ckpt.step
+    state.started_at = ckpt.state.get("started_at", state.started_at)
+    run.say(f"resumed from {ckpt.path} (step {state.step})")
 
-    samples: list[Path] = []
 
-    def preview(at: int) -> None:
-        if main:
-            samples.append(
-                _preview(
-                    cfg,
-                    pipe,
-                    data,
-                    base,
-                    ds,
-                    resolution,
-                    at,
-                    lora_file_kwargs(at, outputs[0][0]),
-                    run_dir,
-                    accelerator,
-                )
-            )
-        accelerator.wait_for_everyone()
+# -- 4. one optimizer step -----------------------------------------------------------------------
 
-    # -- 5. the loop ----------------------------------------------------------------------------
-    T = noise_sched.config.num_train_timesteps
-    snr = None
-    if cfg.min_snr_gamma:
-        ac = noise_sched.alphas_cumprod.float()
-        snr = (ac / (1 - ac)).to(device)
 
-    def loss_of(batch) -> torch.Tensor:
-        latents = batch.latents
-        b = latents.shape[0]
-        noise = torch.randn(latents.shape, generator=gen).to(device)
-        if cfg.noise_offset:
-            noise += cfg.noise_offset * torch.randn((b, latents.shape[1], 1, 1), generator=gen).to(
-                device
-            )
-        t = torch.randint(0, T, (b,), generator=gen).to(device)
-        noisy = noise_sched.add_noise(latents, noise, t)
-        target = noise if prediction == "epsilon" else noise_sched.get_velocity(latents, noise, t)
-        if channels_last:
-            noisy = noisy.contiguous(memory_format=torch.channels_last)
-        extra = {}
-        if sdxl:
-            w, h = batch.size
-            ids = torch.tensor([h, w, 0, 0, h, w], device=device, dtype=batch.embeds.dtype)
-            extra["added_cond_kwargs"] = {"text_embeds": batch.pooled, "time_ids": ids.repeat(b, 1)}
-        pred = unet_fwd(noisy, t, batch.embeds, **extra).sample
-        per = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-        if snr is not None:  # min-SNR-gamma weighting (Hang et al. 2023)
-            s = snr[t]
-            per = (
-                per
-                * torch.clamp(s, max=cfg.min_snr_gamma)
-                / (s + 1 if prediction == "v_prediction" else s)
-            )
-        n = batch.n_instance
-        loss = per[:n].mean()
-        if n < b:
-            loss = loss + cfg.prior_loss_weight * per[n:].mean()
-        return loss
-
-    first_step, started = step, time.perf_counter()
-    loss_value = None
-    with _graceful_stop() as stop:
-        while step < total:
-            running = 0.0
-            for k in range(cfg.grad_accum):
-                batch = micro_batch(step, k)
-                sync = k == cfg.grad_accum - 1
-                with contextlib.nullcontext() if sync else accelerator.no_sync(unet_fwd):
-                    try:
-                        loss = loss_of(batch) / cfg.grad_accum
-                        accelerator.backward(loss)
-                    except torch.OutOfMemoryError:
-                        raise UserError(_out_of_memory(cfg, batch, last_ckpt)) from None
-                running += loss.detach().float()
-            flags = torch.stack(
-                [running.reshape(()), torch.tensor(float(stop["requested"]), device=device)]
-            )
-            if procs > 1:
-                flags = accelerator.reduce(flags, "mean")
-            loss_value, stop_now = float(flags[0]), bool(flags[1] > 0)
-            reason = guard.check(loss_value)
-            if reason:
-                optimizer.zero_grad(set_to_none=True)
-                raise TrainingDiverged(
-                    f"{reason} at step {step + 1}: stopped{_last(last_ckpt)}; resume from it with "
-                    f"a lower --lr (now {cfg.lr:g})"
-                    + (" or --mixed-precision bf16/no" if cfg.mixed_precision == "fp16" else "")
-                )
-            if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(
-                    [p for g in groups for p in g["params"]], cfg.max_grad_norm
-                )
-            optimizer.step()
-            lr_sched.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if main and on_step:
-                on_step(
-                    StepInfo(
-                        step,
-                        total,
-                        loss_value,
-                        lr_sched.get_last_lr()[0],
-                        time.perf_counter() - started,
-                        first_step,
-                    )
-                )
-            if cfg.sample_every and step % cfg.sample_every == 0:
-                preview(step)
-            if stop_now or (procs == 1 and stop["requested"]):  # P > 1: all agree via `flags`
-                raise TrainingInterrupted(step, checkpoint(step))
-            due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total
-            if due and not guard.strikes:  # never checkpoint a run that may be exploding
-                checkpoint(step)
-
-    # -- 6. the LoRA file(s) ---------------------------------------------------------------------
-    final_ckpt = checkpoint(step)
-    written: list[Path] = []
-    if main:
-        from fakestudio.train.export import save_lora
-
-        for form, path in outputs:
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def train_step(run: Run, opt: Optim, state: TrainState, stop: dict) -> bool:
+    """grad_accum micro-batches, the divergence guard, clip, step; True when all processes
+    agree to stop (Ctrl-C)."""
+    cfg, accelerator = run.cfg, run.accelerator
+    running = 0.0
+    for k in range(cfg.grad_accum):
+        batch = micro_batch(run, state.step, k)
+        sync = k == cfg.grad_accum - 1
+        with contextlib.nullcontext() if sync else accelerator.no_sync(opt.unet_fwd):
             try:
-                save_lora(Path(path).expanduser(), **lora_file_kwargs(step, form))
+                loss = loss_of(run, opt, batch) / cfg.grad_accum
+                accelerator.backward(loss)
+            except torch.OutOfMemoryError:
+                raise UserError(_out_of_memory(cfg, batch, state.last_ckpt)) from None
+        running += loss.detach().float()
+    flags = torch.stack(
+        [running.reshape(()), torch.tensor(float(stop["requested"]), device=run.device)]
+    )
+    if run.procs > 1:
+        flags = accelerator.reduce(flags, "mean")
+    state.loss, stop_now = float(flags[0]), bool(flags[1] > 0)
+    reason = state.guard.check(state.loss)
+    if reason:
+        opt.optimizer.zero_grad(set_to_none=True)
+        raise TrainingDiverged(
+            f"{reason} at step {state.step + 1}: stopped{_last(state.last_ckpt)}; resume from it "
+            f"with a lower --lr (now {cfg.lr:g})"
+            + (" or --mixed-precision bf16/no" if cfg.mixed_precision == "fp16" else "")
+        )
+    if cfg.max_grad_norm:
+        accelerator.clip_grad_norm_(opt.params, cfg.max_grad_norm)
+    opt.optimizer.step()
+    opt.lr_sched.step()
+    opt.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    return stop_now
+
+
+def micro_batch(run: Run, step: int, k: int):
+    """The k-th micro-batch of optimizer step `step` for this process."""
+    cfg, procs, rank = run.cfg, run.procs, run.rank
+    m = step * cfg.grad_accum + k
+    epoch, pos = divmod(m, run.micro_per_epoch)
+    if epoch not in run.orders:
+        run.orders.clear()
+        run.orders[epoch] = epoch_batches(run.data.buckets, cfg.batch_size, cfg.seed, epoch, procs)
+    indices = run.orders[epoch][pos * procs + rank]
+    if cfg.caption_dropout:
+        drop = (torch.rand(len(indices), generator=run.gen) < cfg.caption_dropout).tolist()
+    else:
+        drop = [False] * len(indices)
+    classes = []
+    if run.class_order is not None:
+        first = (m * procs + rank) * cfg.batch_size
+        order = run.class_order
+        classes = [int(order[(first + j) % len(order)]) for j in range(len(indices))]
+    return run.data.batch(indices, drop, classes)
+
+
+def loss_of(run: Run, opt: Optim, batch) -> torch.Tensor:
+    """noise -> UNet -> (min-SNR weighted) MSE, plus the prior-preservation part."""
+    cfg, gen, device, sched = run.cfg, run.gen, run.device, run.noise_sched
+    latents = batch.latents
+    b = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=gen).to(device)
+    if cfg.noise_offset:
+        offset = torch.randn((b, latents.shape[1], 1, 1), generator=gen).to(device)
+        noise += cfg.noise_offset * offset
+    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=gen).to(device)
+    noisy = sched.add_noise(latents, noise, t)
+    target = noise if run.prediction == "epsilon" else sched.get_velocity(latents, noise, t)
+    if run.channels_last:
+        noisy = noisy.contiguous(memory_format=torch.channels_last)
+    extra = {}
+    if run.sdxl:
+        w, h = batch.size
+        ids = torch.tensor([h, w, 0, 0, h, w], device=device, dtype=batch.embeds.dtype)
+        extra["added_cond_kwargs"] = {"text_embeds": batch.pooled, "time_ids": ids.repeat(b, 1)}
+    pred = opt.unet_fwd(noisy, t, batch.embeds, **extra).sample
+    per = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if run.snr is not None:  # min-SNR-gamma weighting (Hang et al. 2023)
+        s = run.snr[t]
+        weight = torch.clamp(s, max=cfg.min_snr_gamma)
+        per = per * weight / (s + 1 if run.prediction == "v_prediction" else s)
+    n = batch.n_instance
+    loss = per[:n].mean()
+    if n < b:
+        loss = loss + cfg.prior_loss_weight * per[n:].mean()
+    return loss
+
+
+# -- checkpoints, previews -----------------------------------------------------------------------
+
+
+def checkpoint(run: Run, opt: Optim, state: TrainState) -> Path | None:
+    """Save a checkpoint of step `state.step` (main process; every process's RNG)."""
+    rngs = [capture_rng(run.gen)]
+    if run.procs > 1:
+        from accelerate.utils import gather_object
+
+        rngs = gather_object(rngs)
+    if run.main:
+        scaler = run.accelerator.scaler
+        meta = {
+            "identity": run.identity,
+            "total": run.total,
+            "processes": run.procs,
+            "started_at": state.started_at,
+            "guard": state.guard.state(),
+            "scaler": scaler.state_dict() if scaler else None,
+            "software": f"fakestudio {__version__}",
+            "config": run.cfg.to_json(),
+        }
+        try:
+            state.last_ckpt = save_checkpoint(
+                run.run_dir,
+                state.step,
+                lora=lora_state(run),
+                optimizer=opt.optimizer.state_dict(),
+                scheduler=opt.lr_sched.state_dict(),
+                rng=rngs,
+                state=meta,
+                keep=run.cfg.keep_checkpoints,
+            )
+        except OSError as e:
+            raise UserError(
+                f"{run.run_dir}: cannot write a checkpoint ({e.strerror or e}); nothing "
+                f"half-written was left{_last(state.last_ckpt)}"
+            ) from None
+    run.accelerator.wait_for_everyone()
+    return state.last_ckpt
+
+
+def preview(run: Run, state: TrainState) -> None:
+    if run.main:
+        form, path = run.cfg.outputs()[0]
+        kwargs = lora_file_kwargs(run, state, form, path)
+        state.samples.append(_preview(run, state.step, kwargs))
+    run.accelerator.wait_for_everyone()
+
+
+# -- 5. the LoRA file(s) -------------------------------------------------------------------------
+
+
+def export(run: Run, state: TrainState, final_ckpt: Path | None) -> list[Path]:
+    """Write every requested form (main process); on a write error remove what was written."""
+    from fakestudio.train.export import save_lora
+
+    written: list[Path] = []
+    if run.main:
+        for form, path in run.cfg.outputs():
+            path = Path(path).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                save_lora(path, **lora_file_kwargs(run, state, form, path))
             except OSError as e:
                 for p in written:
                     p.unlink(missing_ok=True)
                 raise UserError(
-                    f"{path}: cannot write the LoRA ({e.strerror or e}); nothing was written. "
-                    f"The trained weights are in {final_ckpt}: free space and run again with --resume"
+                    f"{path}: cannot write the LoRA ({e.strerror or e}); nothing was written. The "
+                    f"trained weights are in {final_ckpt}: free space and run again with --resume"
                 ) from None
-            written.append(Path(path).expanduser())
-    accelerator.wait_for_everyone()
-    result = TrainResult(
-        outputs=written,
-        steps=step,
-        loss=guard.mean,
-        checkpoint=final_ckpt,
-        samples=samples,
-        seconds=time.perf_counter() - started,
-        resumed_from=resumed_from,
-        header=header(step),
+            written.append(path)
+    run.accelerator.wait_for_everyone()
+    return written
+
+
+def lora_state(run: Run) -> dict[str, torch.Tensor]:
+    """The trained LoRA weights, `unet.<peft key>` / `text_encoder.<peft key>`."""
+    from peft import get_peft_model_state_dict
+
+    out = {f"unet.{k}": v for k, v in get_peft_model_state_dict(run.unet).items()}
+    trained = run.encoders if run.cfg.train_text_encoder else []
+    for name, te in zip(run.te_names, trained, strict=False):
+        out.update({f"{name}.{k}": v for k, v in get_peft_model_state_dict(te).items()})
+    return out
+
+
+def lora_file_kwargs(run: Run, state: TrainState, form: str, path: Path) -> dict:
+    from peft import LoraConfig
+
+    from fakestudio.train.export import tag_frequency
+
+    states = lora_state(run)
+    unet = {k[5:]: v for k, v in states.items() if k.startswith("unet.")}
+    tes = {
+        n: {k[len(n) + 1 :]: v for k, v in states.items() if k.startswith(n + ".")}
+        for n in run.te_configs
+    }
+    cfg = run.cfg
+    return dict(
+        unet_state=unet,
+        unet_config=LoraConfig(r=cfg.rank, lora_alpha=run.alpha, target_modules=UNET_TARGETS),
+        te_states=tes,
+        te_configs=run.te_configs,
+        form=form,
+        header=header(run, state.step),
+        output_name=Path(path).stem,
+        started_at=state.started_at,
+        tag_frequency=tag_frequency([img.caption for img in run.ds.images]),
+        sgm_layers_per_block=run.unet.config.layers_per_block if run.sdxl else None,
     )
-    accelerator.end_training()
-    return result
+
+
+def header(run: Run, at: int) -> dict:
+    """Our metadata in the LoRA file (see docs/training.md)."""
+    cfg, ds, base = run.cfg, run.ds, run.base
+    return {
+        "format": HEADER_FORMAT,
+        "trigger": ds.token,
+        "class_word": ds.class_word,
+        "base_model": base.name,
+        "base_sha256": base.sha256,
+        "base_family": base.family,
+        "dataset_fingerprint": ds.fingerprint,
+        "images": len(ds.images),
+        "person": ds.person,
+        "consent": ds.consent.statement if ds.consent else None,
+        "consent_recorded": ds.consent.recorded if ds.consent else None,
+        "rank": cfg.rank,
+        "alpha": run.alpha,
+        "targets": {"unet": UNET_TARGETS, **{n: TE_TARGETS for n in run.te_configs}},
+        "steps": at,
+        "epochs": round(at * cfg.grad_accum / run.micro_per_epoch, 2),
+        "resolution": ds.resolution,
+        "batch_size": cfg.batch_size * cfg.grad_accum * run.procs,
+        "lr": cfg.lr,
+        "lr_scheduler": cfg.lr_scheduler,
+        "prediction_type": run.prediction,
+        "mixed_precision": cfg.mixed_precision,
+        "min_snr_gamma": cfg.min_snr_gamma,
+        "noise_offset": cfg.noise_offset,
+        "prior_preservation": bool(run.data.class_files),
+        "train_text_encoder": cfg.train_text_encoder,
+        "seed": cfg.seed,
+        "software": f"fakestudio {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({"notes": cfg.extra} if cfg.extra else {}),
+    }
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -624,23 +766,6 @@ def _accelerator(cfg: TrainConfig):
     return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu)
 
 
-def _check_writable(folder: Path) -> None:
-    """Prove `folder` can be made and written, without creating it yet."""
-    import tempfile
-
-    existing = Path(folder).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise UserError(f"{folder}: output folder is not writable ({e.strerror or e})") from None
-
-
 def _check_resumable(saved: dict, now: dict, where: Path) -> None:
     for key, value in now.items():
         if key in saved and saved[key] != value:
@@ -675,18 +800,19 @@ def _graceful_stop():
             signal.signal(s, h)
 
 
-def _preview(
-    cfg, pipe, data, base, ds, resolution, step, lora_kwargs, run_dir, accelerator
-) -> Path:
+def _preview(run: Run, step: int, lora_kwargs: dict) -> Path:
     """Render the sample prompt with the LoRA as it is now; write it through the labeller,
     beside the LoRA snapshot it was made with (so its manifest names a real file's hash)."""
     from fakestudio.label.labeller import LabelOptions, file_payload, write_labelled
     from fakestudio.lora import sha256_file
+    from fakestudio.lora_info import a1111_hash
     from fakestudio.record import GenerationRecord, LoraRef
     from fakestudio.schedulers import make_scheduler
     from fakestudio.train.export import save_lora
 
-    folder = Path(run_dir) / "samples"
+    cfg, pipe, data, base, ds = run.cfg, run.base.pipe, run.data, run.base, run.ds
+    resolution = ds.resolution
+    folder = run.run_dir / "samples"
     folder.mkdir(parents=True, exist_ok=True)
     snapshot = folder / f"step-{step:06d}.safetensors"
     save_lora(snapshot, **lora_kwargs)
@@ -702,13 +828,13 @@ def _preview(
         scheduler="euler",
         base_model=base.name,
         base_sha256=base.sha256,
-        loras=[LoraRef(snapshot.name, sha256_file(snapshot), 1.0, ds.token)],
+        loras=[LoraRef(snapshot.name, sha256_file(snapshot), 1.0, ds.token, a1111_hash(snapshot))],
     )
     if not isinstance(pipe.scheduler, type(make_scheduler("euler", pipe.scheduler.config))):
         pipe.scheduler = make_scheduler("euler", pipe.scheduler.config)
     unet = pipe.unet
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), accelerator.autocast():
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), run.accelerator.autocast():
         unet.eval()
         try:
             embeds, pooled = data.text.encode([x[None] for x in data.text.ids(prompt)])
