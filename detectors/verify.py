@@ -38,7 +38,7 @@ from detectors import containers, image_io
 from detectors.c2pa import C2paResult, read_c2pa, reconcile_store
 from detectors.fingerprint import CANDIDATE_BITS, hamming, phash_hex
 from detectors.metadata import MetadataReport, read_metadata
-from detectors.paths import config_dir
+from detectors.paths import local_ca_path
 from detectors.verdict import (
     OUR_SCHEMES,
     Signal,
@@ -52,7 +52,6 @@ from detectors.watermarks.shared import detect_watermarks
 SCHEMA = "fakestudio.verify/1"
 IN_MEMORY_MAX = 64 * 1024 * 1024  # files up to this size are read once and analysed from memory
 MAX_CANDIDATES = 3  # perceptual-hash candidates confirmed by watermark, nearest first
-LOCAL_CA = ("keys", "ca.pem")  # under config_dir(): the local signing identity's CA
 PRESCREEN = True  # the watermark pre-screens of detect_watermarks (False: detect_all exactly)
 
 
@@ -317,10 +316,6 @@ def _read_file(p: Path, info: dict) -> tuple[int | None, str | None, bytes | Non
 
 
 _anchor_cache: dict[tuple, bytes | None] = {}
-
-
-def local_ca_path() -> Path:
-    return config_dir().joinpath(*LOCAL_CA)
 
 
 def _local_ca() -> bytes | None:
