@@ -20,6 +20,8 @@ mount to use one ledger. Ray is imported only here, only when asked.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable
 
 from detectors.audit import AuditResult, _verify_one, error_report, find_images, summarise
@@ -62,6 +64,9 @@ def audit_ray(
         registry,
     )
     started_here = not ray.is_initialized()
+    # Ray's driver set-up changes the process's signal handlers (SIGINT ignored, which every
+    # later child process would inherit): put them back when done
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if started_here:
         kw: dict = {
             "include_dashboard": False,
@@ -111,6 +116,9 @@ def audit_ray(
     finally:
         if started_here:
             ray.shutdown()
+        for sig, handler in handlers.items():
+            if handler is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(sig, handler)
     reports = [r for r in results if r is not None]
     summary = summarise(reports, skipped)
     summary["complete"] = len(reports) == total  # the local pool's fields, same meaning

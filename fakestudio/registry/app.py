@@ -285,7 +285,7 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
     import numpy as np
     from PIL import Image
 
-    from detectors.verify import phash_rgb
+    from detectors.fingerprint import phash_hex
     from detectors.watermarks import ours
 
     try:
@@ -324,7 +324,10 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
                 break
 
     if alg in (None, PHASH_ALG, ours.ALG):
-        phash = phash_rgb(rgb)
+        try:
+            phash = phash_hex(rgb)
+        except (OSError, ValueError, TypeError):
+            phash = None
         if phash is not None:
             for dist, row in storage.by_phash(phash, cfg.phash_radius, limit):
                 if row.manifest_id in found:

@@ -164,11 +164,12 @@ def check_publication(
     if alone.manifest_label != manifest_id or not store_signature_ok(alone.status_codes):
         raise Refused(422, "invalid-manifest", "the manifest store does not read back on its own")
 
-    from detectors.verify import phash_rgb
+    from detectors.fingerprint import phash_hex
 
-    phash = phash_rgb(rgb)
-    if phash is None:
-        raise Refused(422, "unreadable-asset", "the asset's pixels cannot be hashed")
+    try:
+        phash = phash_hex(rgb)
+    except (OSError, ValueError, TypeError):
+        raise Refused(422, "unreadable-asset", "the asset's pixels cannot be hashed") from None
     return Publication(
         manifest_id=manifest_id,
         store=store,
