@@ -51,6 +51,18 @@ def _trust_option(f):
     )(f)
 
 
+def _time_limit_option(then: str):
+    return click.option(
+        "--time-limit",
+        "time_limit",
+        type=float,
+        default=60.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=f"Most time one file may take; {then}.",
+    )
+
+
 def _ledger_options(f):
     f = click.option(
         "--no-ledger",
@@ -119,15 +131,7 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
     default=None,
     help="Also write a self-contained HTML report (one image) to this file.",
 )
-@click.option(
-    "--time-limit",
-    "time_limit",
-    type=float,
-    default=60.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Most time one image may take; an image that takes longer is reported unreadable.",
-)
+@_time_limit_option("an image that takes longer is reported unreadable")
 def verify(
     images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit, registry=None
 ):
@@ -212,16 +216,7 @@ def verify(
 @click.option(
     "--workers", type=int, default=None, help="Parallel processes. Default: the CPUs available."
 )
-@click.option(
-    "--time-limit",
-    "time_limit",
-    type=float,
-    default=60.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Most time one file may take; a file that takes longer is reported unreadable "
-    "and the audit goes on.",
-)
+@_time_limit_option("a file that takes longer is reported unreadable and the audit goes on")
 @click.option(
     "--jsonl",
     "as_jsonl",
