@@ -110,29 +110,29 @@ def test_u_channel_and_ll_band_match_cv2_and_pywt(img):
     # uint8 path: cv2 rounds U to integers, we keep float: within rounding
     u8 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[:, :, 1].astype(np.float64)
     ll_ref, _ = pywt.dwt2(u8, "haar")
-    assert np.abs(dwt._ll_band(img, False, 128.0) - ll_ref).max() <= 2.0
+    assert np.abs(dwt.ll_band(img, False, 128.0) - ll_ref).max() <= 2.0
     # float path (what diffusers feeds imwatermark): offset 0.5, identical up to float32
     uf = cv2.cvtColor(bgr.astype(np.float32), cv2.COLOR_BGR2YUV)[:, :, 1].astype(np.float64)
     ll_ref, _ = pywt.dwt2(uf, "haar")
-    assert np.abs(dwt._ll_band(img, False, 0.5) - ll_ref).max() < 1e-3
+    assert np.abs(dwt.ll_band(img, False, 0.5) - ll_ref).max() < 1e-3
     # RGB handed over as if BGR
     uf = cv2.cvtColor(img.astype(np.float32), cv2.COLOR_BGR2YUV)[:, :, 1].astype(np.float64)
     ll_ref, _ = pywt.dwt2(uf, "haar")
-    assert np.abs(dwt._ll_band(img, True, 0.5) - ll_ref).max() < 1e-3
+    assert np.abs(dwt.ll_band(img, True, 0.5) - ll_ref).max() < 1e-3
 
 
 def test_singular_values_match_svd_of_cv2_dct(img):
     cv2 = pytest.importorskip("cv2")
-    ll = dwt._ll_band(img, False, 128.0)
-    blocks, nbr, nbc = dwt._to_blocks(ll)
+    ll = dwt.ll_band(img, False, 128.0)
+    blocks, nbr, nbc = dwt.to_blocks(ll)
     assert np.array_equal(dwt._from_blocks(blocks, nbr, nbc), ll[: nbr * 4, : nbc * 4])
     # imwatermark's block k: row k // nbc, column k % nbc of the 4x4 grid
     k = nbc + 3
     assert np.array_equal(blocks[:, :, k], ll[4:8, 12:16])
-    s0 = dwt._top_singular(blocks, vectors=False)
+    s0 = dwt.top_singular(blocks, vectors=False)
     ref = [np.linalg.svd(cv2.dct(blocks[:, :, i].copy()), compute_uv=False)[0] for i in range(300)]
     np.testing.assert_allclose(s0[:300], ref, atol=1e-3)
-    s, u, v = dwt._top_singular(blocks, vectors=True)
+    s, u, v = dwt.top_singular(blocks, vectors=True)
     np.testing.assert_allclose(np.einsum("in,ijn,jn->n", u, blocks, v), s, rtol=1e-9)
 
 

@@ -1,6 +1,10 @@
-"""Invisible watermarks: fakestudio's own mark and the Stable Diffusion reference marks.
+"""Invisible watermarks: fakestudio's two marks and the Stable Diffusion reference marks.
 
-Pure numpy (no cv2, torch, PyWavelets or imwatermark at import or run time). Inputs are RGB
+``ours`` (exact, chroma, fixed block grid), ``durable`` (survives crops, resizes, rotations
+and flips; see its docstring), ``stable_diffusion`` (SD v1 / SDXL). numpy only at import
+(the durable mark uses OpenCV and bchlib, imported on first use; never torch, PyWavelets or
+imwatermark). ``WatermarkResult`` lives in ``result`` so the codecs and this package do not
+import each other. Inputs are RGB
 arrays (H, W, 3), uint8 or 0..255 floats; images under 256x256 pixels cannot carry these
 marks: embedding raises ``ValueError``, decoding returns ``found=False`` with
 ``details["error"]``.
@@ -12,38 +16,10 @@ marks: embedding raises ``ValueError``, decoding returns ``found=False`` with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class WatermarkResult:
-    """What one watermark detector says about one image.
-
-    ``scheme``: detector name (``fakestudio``, ``sd-v1``, ``sdxl``). ``found``: the decision.
-    ``payload``: decoded payload as hex (ours: the 10-hex-digit identifier; SD/SDXL: their fixed
-    message) when found, else None. ``confidence``: 0..1, see each detector. ``bit_accuracy``:
-    agreement with the expected bits (known-message schemes only). ``margin``: mean per-bit
-    decision margin ``|2 * score - 1|`` (0 = no signal, 1 = every block agrees). ``details``:
-    detector-specific extras (thresholds, channel order, decode scale, errors).
-    """
-
-    scheme: str
-    found: bool
-    payload: str | None = None
-    confidence: float = 0.0
-    bit_accuracy: float | None = None
-    margin: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-from . import durable, ours, stable_diffusion  # noqa: E402  (they import WatermarkResult from here)
-from .dwt import (  # noqa: E402
+from . import durable, ours, stable_diffusion
+from .dwt import (
     MIN_PIXELS,
     check_size,
     embed_dwt_dct,
@@ -52,7 +28,8 @@ from .dwt import (  # noqa: E402
     soft_decode_dwt_dct,
     soft_decode_dwt_dct_svd,
 )
-from .stable_diffusion import detect_sd_v1, detect_sdxl  # noqa: E402
+from .result import WatermarkResult
+from .stable_diffusion import detect_sd_v1, detect_sdxl
 
 
 def detect_all(rgb: np.ndarray) -> list[WatermarkResult]:

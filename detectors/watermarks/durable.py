@@ -80,7 +80,7 @@ import re
 
 import numpy as np
 
-from . import WatermarkResult
+from .result import WatermarkResult
 
 __all__ = [
     "ALG",

@@ -50,13 +50,21 @@ __all__ = [
     "BLOCK",
     "DEFAULT_SCALE",
     "MIN_PIXELS",
+    "as_rgb",
     "bits_from_scores",
     "check_size",
     "embed_dwt_dct",
     "embed_dwt_dct_svd",
+    "ll_band",
+    "max_coefficient",
+    "mean_per_bit",
     "psnr",
     "soft_decode_dwt_dct",
     "soft_decode_dwt_dct_svd",
+    "to_blocks",
+    "top_singular",
+    "u_weights",
+    "votes",
 ]
 
 BLOCK = 4
@@ -86,7 +94,7 @@ def check_size(shape: Sequence[int]) -> None:
         )
 
 
-def _as_rgb(img: np.ndarray) -> np.ndarray:
+def as_rgb(img: np.ndarray) -> np.ndarray:
     """(H, W), (H, W, 3) or (H, W, 4) array -> (H, W, 3) view; checks the size."""
     a = np.asarray(img)
     if a.ndim == 2:
@@ -104,17 +112,17 @@ def _bits_array(bits) -> np.ndarray:
     return (b % 2).astype(np.float64)
 
 
-def _u_weights(swap_rb: bool) -> np.ndarray:
+def u_weights(swap_rb: bool) -> np.ndarray:
     return _U_WEIGHTS[::-1] if swap_rb else _U_WEIGHTS
 
 
-def _ll_band(rgb: np.ndarray, swap_rb: bool, u_offset: float, upscale: int = 1) -> np.ndarray:
+def ll_band(rgb: np.ndarray, swap_rb: bool, u_offset: float, upscale: int = 1) -> np.ndarray:
     """Haar LL band of imwatermark's U channel, shape (H//4*2, W//4*2).
 
     ``upscale=2`` returns the LL band of the image nearest-neighbour upsampled by 2 (which is
     ``2 * U``): decoding a copy that was downscaled by 0.5 on the original block grid.
     """
-    w = _u_weights(swap_rb)
+    w = u_weights(swap_rb)
     if upscale == 1:
         rows, cols = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
         a = rgb[:rows, :cols]
@@ -140,7 +148,7 @@ def _ll_band(rgb: np.ndarray, swap_rb: bool, u_offset: float, upscale: int = 1) 
     raise ValueError("upscale must be 1 or 2")
 
 
-def _to_blocks(ll: np.ndarray) -> tuple[np.ndarray, int, int]:
+def to_blocks(ll: np.ndarray) -> tuple[np.ndarray, int, int]:
     """Cut the LL band into 4x4 blocks, laid out (4, 4, n) with n in imwatermark's row-major
     block order (block-last keeps the batched arithmetic on contiguous rows)."""
     nbr, nbc = ll.shape[0] // BLOCK, ll.shape[1] // BLOCK
@@ -158,7 +166,7 @@ def _norm(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("in,in->n", x, x))
 
 
-def _top_singular(blocks: np.ndarray, vectors: bool):
+def top_singular(blocks: np.ndarray, vectors: bool):
     """Largest singular value (and its singular vectors) of each 4x4 block (layout (4, 4, n)).
 
     Power iteration from the all-ones direction: LL blocks of a U channel carry a large offset
@@ -200,7 +208,7 @@ def _quantise(mag: np.ndarray, bitseq: np.ndarray, scale: float) -> np.ndarray:
     return (np.floor(mag / scale) + 0.25 + 0.5 * bitseq) * scale
 
 
-def _votes(mag: np.ndarray, scale: float, soft: bool) -> np.ndarray:
+def votes(mag: np.ndarray, scale: float, soft: bool) -> np.ndarray:
     """Per-block score in [0, 1]: 0 at the bit-0 point (phase 1/4), 1 at the bit-1 point (3/4).
 
     ``soft=False`` is imwatermark's hard vote ``(mag % scale) > scale / 2``. ``soft=True`` gives
@@ -216,7 +224,7 @@ def _votes(mag: np.ndarray, scale: float, soft: bool) -> np.ndarray:
     return 0.5 - 0.5 * np.sin(phase)
 
 
-def _mean_per_bit(votes: np.ndarray, nbits: int) -> np.ndarray:
+def mean_per_bit(votes: np.ndarray, nbits: int) -> np.ndarray:
     n = votes.shape[0]
     if n < nbits:
         raise ValueError(f"image too small for {nbits} bits: only {n} blocks")
@@ -286,9 +294,9 @@ def embed_dwt_dct_svd(
     """
     a = _check_embed_input(rgb)
     b = _bits_array(bits)
-    ll = _ll_band(a, swap_rb, u_offset)
-    blocks, nbr, nbc = _to_blocks(ll)
-    s0, u0, v0 = _top_singular(blocks, vectors=True)
+    ll = ll_band(a, swap_rb, u_offset)
+    blocks, nbr, nbc = to_blocks(ll)
+    s0, u0, v0 = top_singular(blocks, vectors=True)
     bitseq = b[np.arange(blocks.shape[2]) % b.size]
     delta = _quantise(s0, bitseq, scale) - s0
     dblocks = u0[:, None, :] * v0[None, :, :] * delta
@@ -308,15 +316,15 @@ def soft_decode_dwt_dct_svd(
     """Per-bit mean block score (0..1, > 0.5 means 1) of a ``dwtDctSvd`` mark of ``nbits`` bits.
 
     ``upscale=2`` reads a copy that was downscaled by 0.5 on the original's block grid.
-    ``soft=False`` reproduces imwatermark's 0/1 votes (see ``_votes``).
+    ``soft=False`` reproduces imwatermark's 0/1 votes (see ``votes``).
     """
-    a = _as_rgb(rgb)
-    blocks, _, _ = _to_blocks(_ll_band(a, swap_rb, u_offset, upscale))
-    s0 = _top_singular(blocks, vectors=False)
-    return _mean_per_bit(_votes(s0, scale, soft), int(nbits))
+    a = as_rgb(rgb)
+    blocks, _, _ = to_blocks(ll_band(a, swap_rb, u_offset, upscale))
+    s0 = top_singular(blocks, vectors=False)
+    return mean_per_bit(votes(s0, scale, soft), int(nbits))
 
 
-def _max_coefficient(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def max_coefficient(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat position (1..15, first on ties) and value of each block's largest |coefficient|,
     position 0 excluded, as imwatermark's ``diffuse_dct_matrix``."""
     flat = blocks.reshape(BLOCK * BLOCK, -1)
@@ -338,10 +346,10 @@ def embed_dwt_dct(
     """
     a = _check_embed_input(rgb)
     b = _bits_array(bits)
-    ll = _ll_band(a, swap_rb, u_offset)
-    blocks, nbr, nbc = _to_blocks(ll)
+    ll = ll_band(a, swap_rb, u_offset)
+    blocks, nbr, nbc = to_blocks(ll)
     n = blocks.shape[2]
-    pos, val = _max_coefficient(blocks)
+    pos, val = max_coefficient(blocks)
     bitseq = b[np.arange(n) % b.size]
     sign = np.where(val >= 0, 1.0, -1.0)
     new = sign * _quantise(np.abs(val), bitseq, scale)
@@ -364,10 +372,10 @@ def soft_decode_dwt_dct(
 
     Same options as :func:`soft_decode_dwt_dct_svd`.
     """
-    a = _as_rgb(rgb)
-    blocks, _, _ = _to_blocks(_ll_band(a, swap_rb, u_offset, upscale))
-    _, val = _max_coefficient(blocks)
-    return _mean_per_bit(_votes(np.abs(val), scale, soft), int(nbits))
+    a = as_rgb(rgb)
+    blocks, _, _ = to_blocks(ll_band(a, swap_rb, u_offset, upscale))
+    _, val = max_coefficient(blocks)
+    return mean_per_bit(votes(np.abs(val), scale, soft), int(nbits))
 
 
 def bits_from_scores(scores: np.ndarray) -> np.ndarray:

@@ -83,19 +83,19 @@ import re
 
 import numpy as np
 
-from . import WatermarkResult
 from .dwt import (
     DEFAULT_SCALE,
-    _as_rgb,
-    _ll_band,
-    _mean_per_bit,
-    _to_blocks,
-    _top_singular,
-    _votes,
+    as_rgb,
     bits_from_scores,
     check_size,
     embed_dwt_dct_svd,
+    ll_band,
+    mean_per_bit,
+    to_blocks,
+    top_singular,
+    votes,
 )
+from .result import WatermarkResult
 
 __all__ = [
     "CHECK_BITS",
@@ -200,20 +200,20 @@ def _survives_upload(marked: np.ndarray, payload_hex: str) -> bool:
 
 
 def _grid_singular_values(a: np.ndarray, up: int) -> np.ndarray:
-    blocks, _, _ = _to_blocks(_ll_band(a, False, 128.0, up))
-    return _top_singular(blocks, vectors=False)
+    blocks, _, _ = to_blocks(ll_band(a, False, 128.0, up))
+    return top_singular(blocks, vectors=False)
 
 
 def scores_at(s0: np.ndarray, scale: float) -> np.ndarray:
     """Per-bit soft scores of our 64 bits from the blocks' top singular values."""
-    return _mean_per_bit(_votes(s0, scale, True), NBITS)
+    return mean_per_bit(votes(s0, scale, True), NBITS)
 
 
 def _strength(scale: float) -> str:
     return "normal" if scale == SCALE else "strong"
 
 
-def _grids(shape) -> list[int]:
+def grids_for(shape) -> list[int]:
     return [1, 2] if shape[0] * shape[1] <= HALF_GRID_MAX_PIXELS else [1]
 
 
@@ -235,10 +235,10 @@ def match(rgb: np.ndarray, payload_hex: str, tries: int = 1) -> WatermarkResult:
     try:
         a = np.asarray(rgb)
         check_size(a.shape)
-        a = _as_rgb(a)
+        a = as_rgb(a)
     except ValueError as e:
         return WatermarkResult(SCHEME, False, details={"error": str(e)})
-    grids = _grids(a.shape)
+    grids = grids_for(a.shape)
     factor = len(grids) * len(SCALES) * max(1, tries)  # every reading counts, early exit or not
     best = (-1, 1, SCALE)
     for up in grids:
@@ -359,10 +359,10 @@ def decode(rgb: np.ndarray) -> WatermarkResult:
         if a.ndim < 2:
             raise ValueError(f"expected an image array, got shape {a.shape}")
         check_size(a.shape)
-        a = _as_rgb(a)
+        a = as_rgb(a)
     except ValueError as e:
         return WatermarkResult(SCHEME, False, details={"error": str(e)})
-    grids = _grids(a.shape)
+    grids = grids_for(a.shape)
     attempts: list[dict] = []
     for up in grids:
         s0 = _grid_singular_values(a, up)

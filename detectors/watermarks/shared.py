@@ -59,14 +59,10 @@ def detect_watermarks(rgb: np.ndarray, *, prescreen: bool = True) -> list:
     ``prescreen=False`` gives exactly ``detect_all``'s results (a test checks both; others
     check the pre-screens keep every half-size find and every SD / SDXL mark).
 
-    Falls back to ``detect_all`` if the codec internals it builds on change.
+    Builds on the codecs' public block-level API (``dwt.ll_band``, ``to_blocks``,
+    ``top_singular``, ``votes``, ...; ``ours.grids_for``, ``stable_diffusion.make_result``).
     """
-    from detectors.watermarks import detect_all
-
-    try:
-        return _detect_shared(rgb, prescreen)
-    except (AttributeError, TypeError, ImportError):
-        return detect_all(rgb)
+    return _detect_shared(rgb, prescreen)
 
 
 def _prescreen(a: np.ndarray, band_s0) -> dict | None:
@@ -79,8 +75,8 @@ def _prescreen(a: np.ndarray, band_s0) -> dict | None:
     rows = -(-ours.NBITS * PRESCREEN_BLOCKS_PER_BIT // nbc) * dwt.BLOCK
     if 4 * rows > a.shape[0]:  # the two bands would be half the grid or more
         return None
-    first = band_s0(dwt._ll_band(a[:rows], False, 128.0, 2))
-    second = band_s0(dwt._ll_band(a[rows : 2 * rows], False, 128.0, 2))
+    first = band_s0(dwt.ll_band(a[:rows], False, 128.0, 2))
+    second = band_s0(dwt.ll_band(a[rows : 2 * rows], False, 128.0, 2))
     # block k carries bit k % 64: the second band starts at block (rows / 4) * nbc
     shift = (rows // 4 * nbc) % ours.NBITS
     agreement, check_ok = 0.0, False
@@ -104,7 +100,7 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
 
     a = np.asarray(rgb)
     try:
-        a = dwt._as_rgb(a)
+        a = dwt.as_rgb(a)
     except ValueError:
         return detect_all(rgb)  # too small or odd: its per-scheme error results
     if a.dtype != np.uint8:
@@ -113,27 +109,27 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
     x = a[:rows, :cols]
     h = x[0::2].astype(np.uint16)
     h += x[1::2]
-    # 2x2 channel sums as dwt._ll_band computes them, as exact float64 planes
+    # 2x2 channel sums as dwt.ll_band computes them, as exact float64 planes
     planes = np.moveaxis(h[:, 0::2] + h[:, 1::2], 2, 0).astype(np.float64)
 
     def weighted(swap_rb: bool) -> np.ndarray:
-        w = dwt._u_weights(swap_rb)
+        w = dwt.u_weights(swap_rb)
         ll = planes[0] * (0.5 * w[0])
         ll += planes[1] * (0.5 * w[1])
         ll += planes[2] * (0.5 * w[2])
         return ll
 
     def ll_band(base: np.ndarray, u_offset: float) -> np.ndarray:
-        return base + 2.0 * u_offset  # the offset is added last, as in dwt._ll_band
+        return base + 2.0 * u_offset  # the offset is added last, as in dwt.ll_band
 
     def band_s0(ll: np.ndarray) -> np.ndarray:
-        blocks, _, _ = dwt._to_blocks(ll)
-        return dwt._top_singular(blocks, vectors=False)
+        blocks, _, _ = dwt.to_blocks(ll)
+        return dwt.top_singular(blocks, vectors=False)
 
     def dct_score(ll: np.ndarray, bits: np.ndarray) -> tuple[float, float]:
-        blocks, _, _ = dwt._to_blocks(ll)
-        _, val = dwt._max_coefficient(blocks)
-        scores = dwt._mean_per_bit(dwt._votes(np.abs(val), dwt.DEFAULT_SCALE, True), bits.size)
+        blocks, _, _ = dwt.to_blocks(ll)
+        _, val = dwt.max_coefficient(blocks)
+        scores = dwt.mean_per_bit(dwt.votes(np.abs(val), dwt.DEFAULT_SCALE, True), bits.size)
         acc = float(np.mean(dwt.bits_from_scores(scores) == bits))
         return acc, float(np.mean(np.abs(2.0 * scores - 1.0)))
 
@@ -141,7 +137,7 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
     ll_u8 = ll_band(u_bgr, 128.0)  # fakestudio's mark and SD v1 share this band
 
     # fakestudio's mark: ours.decode's decision, grid by grid, strength by strength
-    grids = ours._grids(a.shape)
+    grids = ours.grids_for(a.shape)
     tried = len(grids) * len(ours.SCALES)
     attempts: list[dict] = []
     for up in grids:
@@ -151,7 +147,7 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
             if screen is not None and not screen["search"]:
                 attempts.append({"grid": "half-size", "skipped": True, "prescreen": screen})
                 continue
-        s0 = band_s0(ll_u8 if up == 1 else dwt._ll_band(a, False, 128.0, 2))
+        s0 = band_s0(ll_u8 if up == 1 else dwt.ll_band(a, False, 128.0, 2))
         for scale in ours.SCALES:
             attempt = ours.read_attempt(ours.scores_at(s0, scale), up, scale)
             if screen is not None:
@@ -169,7 +165,7 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
     bands = _sd_bands(nbr, nbc) if prescreen else None
 
     def weighted_rows(swap_rb: bool, r0: int, r1: int) -> np.ndarray:
-        w = dwt._u_weights(swap_rb)  # weighted()'s arithmetic on a range of rows
+        w = dwt.u_weights(swap_rb)  # weighted()'s arithmetic on a range of rows
         p = planes[:, r0:r1]
         ll = p[0] * (0.5 * w[0])
         ll += p[1] * (0.5 * w[1])
@@ -179,9 +175,9 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
     def band_score(ll_rows, bits: np.ndarray):
         votes, index = [], []
         for b0, b1 in bands:
-            blocks, _, _ = dwt._to_blocks(ll_rows(b0 * dwt.BLOCK, b1 * dwt.BLOCK))
-            _, val = dwt._max_coefficient(blocks)
-            votes.append(dwt._votes(np.abs(val), dwt.DEFAULT_SCALE, True))
+            blocks, _, _ = dwt.to_blocks(ll_rows(b0 * dwt.BLOCK, b1 * dwt.BLOCK))
+            _, val = dwt.max_coefficient(blocks)
+            votes.append(dwt.votes(np.abs(val), dwt.DEFAULT_SCALE, True))
             # block k of the whole grid carries bit k % nbits
             index.append((b0 * nbc + np.arange(blocks.shape[2])) % bits.size)
         v, i = np.concatenate(votes), np.concatenate(index)
@@ -211,7 +207,7 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
     details = {"nbits": 136}
     if est:
         details["estimated"] = estimated(est)
-    v1 = sd._result("sd-v1", sd.SD_V1_MESSAGE.hex(), sd.SD_V1_THRESHOLD, acc, margin, details)
+    v1 = sd.make_result("sd-v1", sd.SD_V1_MESSAGE.hex(), sd.SD_V1_THRESHOLD, acc, margin, details)
 
     bgr = sd_score(
         lambda: ll_band(u_bgr, 0.5), lambda r0, r1: ll_band(u_bgr[r0:r1], 0.5), sd.SDXL_BITS
@@ -235,7 +231,7 @@ def _detect_shared(rgb: np.ndarray, prescreen: bool) -> list:
         details["estimated"]["orders"] = [
             o for o, r in (("bgr", bgr), ("rgb-as-bgr", rgb_as_bgr)) if r[2]
         ]
-    xl = sd._result("sdxl", f"{sd.SDXL_MESSAGE:012x}", sd.SDXL_THRESHOLD, acc, margin, details)
+    xl = sd.make_result("sdxl", f"{sd.SDXL_MESSAGE:012x}", sd.SDXL_THRESHOLD, acc, margin, details)
     from detectors.watermarks import durable
 
     return [mine, v1, xl, durable.decode_unless(mine, a)]

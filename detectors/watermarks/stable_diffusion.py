@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import WatermarkResult
 from .dwt import DEFAULT_SCALE, bits_from_scores, soft_decode_dwt_dct
+from .result import WatermarkResult
 
 __all__ = [
     "SDXL_BITS",
@@ -72,7 +72,7 @@ def _score(rgb, bits: np.ndarray, swap_rb: bool, u_offset: float) -> tuple[float
     return acc, margin
 
 
-def _result(scheme, message_hex, threshold, acc, margin, details) -> WatermarkResult:
+def make_result(scheme, message_hex, threshold, acc, margin, details) -> WatermarkResult:
     found = acc >= threshold
     return WatermarkResult(
         scheme,
@@ -95,7 +95,7 @@ def detect_sd_v1(rgb: np.ndarray) -> WatermarkResult:
         acc, margin = _score(rgb, SD_V1_BITS, swap_rb=False, u_offset=128.0)
     except ValueError as e:
         return WatermarkResult("sd-v1", False, details={"error": str(e)})
-    return _result("sd-v1", SD_V1_MESSAGE.hex(), SD_V1_THRESHOLD, acc, margin, {"nbits": 136})
+    return make_result("sd-v1", SD_V1_MESSAGE.hex(), SD_V1_THRESHOLD, acc, margin, {"nbits": 136})
 
 
 def detect_sdxl(rgb: np.ndarray) -> WatermarkResult:
@@ -118,4 +118,4 @@ def detect_sdxl(rgb: np.ndarray) -> WatermarkResult:
         "accuracy_bgr": bgr[0],
         "accuracy_rgb_as_bgr": rgb_as_bgr[0],
     }
-    return _result("sdxl", f"{SDXL_MESSAGE:012x}", SDXL_THRESHOLD, acc, margin, details)
+    return make_result("sdxl", f"{SDXL_MESSAGE:012x}", SDXL_THRESHOLD, acc, margin, details)
