@@ -148,7 +148,6 @@ def main() -> None:
 
         bases["world run (EMA)"] = from_run
     results: dict = {
-        "render_ms": round(render_ms, 2),
         "renders (ceiling)": {
             "one": render_adherence(args.n, probe=probe),
             "two": render_adherence(args.n // 2, two=1.0, probe=probe),
@@ -174,8 +173,9 @@ def main() -> None:
                         p: identity(base, p, probe, args.seeds, Path(tmp)) for p in ("ad4x", "b0bz")
                     }
     if args.json:
-        print(json.dumps(results, indent=1))
+        print(json.dumps({"render_ms": round(render_ms, 2)} | results, indent=1))
         return
+    print(f"world render: {render_ms:.1f} ms per 256 px picture")
     print(
         f"prompt adherence, {args.n} one-person prompts (bar >= 90%), {args.steps} steps, "
         f"guidance {args.guidance}:"
