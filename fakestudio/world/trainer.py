@@ -299,7 +299,36 @@ class WorldTrainer:
         self.opt.step()
         if self.step % 10 == 0:
             self._write_log({"loss": round(rec.item(), 5), "kl": round(kl.item(), 3)})
+        done = self.step + 1
+        if r.eval_every and (done % (r.eval_every // 4 or 1) == 0 or done == r.vae_steps):
+            self._write_log({"step": done, "recon_probe": self.evaluate_vae()})
         self._advance(r.vae_steps, "cache")
+
+    def evaluate_vae(self, n: int = 24) -> dict:
+        """The probe on VAE reconstructions of n fixed scenes (if a probe exists)."""
+        torch = self.torch
+        from PIL import Image
+
+        from fakestudio.world.draw import render
+        from fakestudio.world.model import to_tensor
+        from fakestudio.world.probe import load_probe
+        from fakestudio.world.quality import score
+
+        try:
+            probe = load_probe()
+        except FileNotFoundError as e:
+            return {"error": str(e)}
+        rng = np.random.default_rng([self.recipe.seed, 9])
+        from fakestudio.world.scenes import random_scene
+
+        scenes = [random_scene(rng, two=0.3) for _ in range(n)]
+        self.vae.eval()
+        with torch.no_grad():
+            x = torch.from_numpy(to_tensor([render(s, self.recipe.resolution) for s in scenes]))
+            rec = self.vae.decode(self.vae.encode(x).latent_dist.mean).sample
+        arr = ((rec.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        res = score(probe, scenes, [Image.fromarray(a) for a in arr])
+        return {"adherence": res["adherence"], "per_attribute": res["per_attribute"]}
 
     # stage 2 -------------------------------------------------------------------------------------
 
