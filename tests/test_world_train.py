@@ -31,6 +31,7 @@ def test_every_caption_word_is_one_token_and_any_word_encodes(tokenizer):
         assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
     stream = scene_stream(4, two=1.0)
     assert max(len(tokenizer(next(stream).caption()).input_ids) for _ in range(30)) <= 77
+    assert world_tokenizer().get_vocab() == tokenizer.get_vocab()  # same ids on every build
     ids = tokenizer("ad4x", add_special_tokens=False).input_ids
     assert len(ids) > 1 and tokenizer.decode(ids).replace(" ", "") == "ad4x"
 

@@ -1,8 +1,8 @@
 """The world base model's architecture: Stable Diffusion's classes with small configs.
 
 - tokenizer: CLIP's file format (vocab + merges, CLIP's pre-tokenizer), whose merges are
-  learned offline with `tokenizers` on the world's caption words, so each caption word is one
-  token; every byte is a symbol too, so any other word (a trigger such as "ad4x") still encodes;
+  learned offline (deterministically) on the world's caption words, so each caption word is
+  one token; every byte is a symbol too, so any other word (a trigger such as "ad4x") still encodes;
 - text encoder: a 3-layer CLIPTextModel (width 128);
 - VAE: a 5-block AutoencoderKL, 16x downsampling, 8 latent channels (256 px -> 16x16x8);
 - UNet: UNet2DConditionModel 64/128/192 channels, one layer per block, cross-attention at
@@ -32,25 +32,45 @@ def caption_words(n_scenes: int = 3000, seed: int = 0) -> list[str]:
     return words
 
 
+def learn_merges(words: list[str]) -> list[tuple[str, str]]:
+    """BPE merges that make every word one symbol (CLIP's "</w>" convention).
+
+    Written out rather than taken from `tokenizers`' trainer, whose ties are broken in hash
+    order: the same words must give the same merges (and token ids) on every run."""
+    from collections import Counter
+
+    seqs = [tuple(w[:-1]) + (w[-1] + "</w>",) for w in sorted(set(words))]
+    merges: list[tuple[str, str]] = []
+    while True:
+        pairs = Counter(p for s in seqs for p in zip(s, s[1:], strict=False))
+        if not pairs:
+            return merges
+        best = min(pairs, key=lambda p: (-pairs[p], p))  # most frequent, then alphabetical
+        merges.append(best)
+        joined = best[0] + best[1]
+        out = []
+        for s in seqs:
+            new, i = [], 0
+            while i < len(s):
+                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
+                    new.append(joined)
+                    i += 2
+                else:
+                    new.append(s[i])
+                    i += 1
+            out.append(tuple(new))
+        seqs = out
+
+
 def world_tokenizer():
     """The CLIP-format tokenizer whose merges make every world caption word one token."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import CLIPTokenizer
 
     vocab, _ = _byte_vocab()
     specials = [t for t in vocab if t.startswith("<|")]
     for t in specials:
         del vocab[t]
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(
-        vocab_size=100_000, min_frequency=1, end_of_word_suffix="</w>", show_progress=False
-    )
-    bpe.train_from_iterator(sorted(set(caption_words())), trainer=trainer)
-    import json
-
-    merges = json.loads(bpe.to_str())["model"]["merges"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in merges]
+    merges = learn_merges(caption_words())
     for m in merges:
         token = "".join(m)
         if token not in vocab:
