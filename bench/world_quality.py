@@ -1,0 +1,205 @@
+"""The world base model's quality, measured by the attribute probe (issue 12).
+
+Prints, in one run, for the world's own renders (the ceiling), the candidate base and the
+random `tiny` base (the floor):
+  1. prompt adherence: share of attributes read back right on N random attribute prompts
+     (bar: >= 90%), and the same on two-person prompts;
+  2. identity learning (--identity): `fakestudio prepare` + `train` on one sample person's 8
+     pictures with default settings, then 20 seeds with the trigger word and 20 with the class
+     word alone: share showing that person's attributes, held-out feature included
+     (bar: >= 90% with the trigger, <= 10% without);
+  3. the encounter (--encounter): two trained people, 20 seeds, each side's own attributes
+     vs the other's (bar: >= 90% / <= 10%), and the same with --merge;
+  4. the demo's fake: not measured here yet (see docs/world-model.md).
+
+    .venv/bin/python bench/world_quality.py                          # floor + ceiling only
+    .venv/bin/python bench/world_quality.py --run-dir ~/.cache/fakestudio/world-train
+    .venv/bin/python bench/world_quality.py --base path/to/exported-world-folder --identity
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _fmt(res: dict) -> str:
+    worst = sorted(res["per_attribute"].items(), key=lambda kv: kv[1])[:3]
+    return (
+        f"{res['adherence']:6.1%} of attributes, {res['all_right']:6.1%} of people entirely right"
+        f"  (weakest: {', '.join(f'{a} {v:.0%}' for a, v in worst)})"
+    )
+
+
+def _cli(*args: str) -> None:
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, "-m", "fakestudio", *args], check=True, env=env, stdout=subprocess.DEVNULL
+    )
+
+
+def identity(base: str, person: str, probe, seeds: int, tmp: Path) -> dict:
+    """Train a LoRA on a sample person; how often their attributes appear with/without trigger."""
+    from PIL import Image
+
+    from fakestudio.world.samples import SAMPLE_PEOPLE
+
+    want = SAMPLE_PEOPLE[person].attributes()
+    data, lora = tmp / f"{person}-data", tmp / f"{person}.safetensors"
+    _cli(
+        "prepare",
+        str(ROOT / "samples" / person),
+        "--token",
+        person,
+        "--class-word",
+        "person",
+        "--out",
+        str(data),
+        "--resolution",
+        "256",
+        "--consent",
+        "drawn by fakestudio",
+        "--base",
+        base,
+    )
+    t0 = time.monotonic()
+    _cli("train", str(data), "--out", str(lora), "--base", base)
+    train_s = time.monotonic() - t0
+    result = {"train_s": round(train_s, 1)}
+    for label, prompt in (
+        ("trigger", f"a photo of {person} person"),
+        ("class", "a photo of a person"),
+    ):
+        out = tmp / f"{person}-{label}"
+        _cli(
+            "generate",
+            prompt,
+            "--base",
+            base,
+            "--lora",
+            str(lora),
+            "--seed",
+            "0",
+            "-n",
+            str(seeds),
+            "--out",
+            str(out),
+        )
+        reads = [probe.read(Image.open(p))[0] for p in sorted(out.glob("*.png"))]
+        result[label] = {
+            "all": sum(r == want for r in reads) / len(reads),
+            "held_out": sum(
+                all(r[a] == v for a, v in SAMPLE_PEOPLE[person].held_out().items()) for r in reads
+            )
+            / len(reads),
+        }
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", help="a diffusers folder (an exported world base) to measure")
+    ap.add_argument(
+        "--run-dir", type=Path, help="a world-train run: measure its current EMA weights"
+    )
+    ap.add_argument("--n", type=int, default=100, help="random attribute prompts [100]")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--identity", action="store_true", help="also measure identity learning")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("FAKESTUDIO_HOME", tempfile.mkdtemp(prefix="fs-bench-"))
+
+    from fakestudio.models import load_base
+    from fakestudio.quiet import quiet_libraries
+    from fakestudio.world.probe import load_probe
+    from fakestudio.world.quality import prompt_adherence, render_adherence
+
+    quiet_libraries()
+    from fakestudio.world import random_scene, render
+
+    rng = __import__("numpy").random.default_rng(0)
+    scenes = [random_scene(rng, two=0.3) for _ in range(200)]
+    t0 = time.perf_counter()
+    for s in scenes:
+        render(s, 256)
+    render_ms = (time.perf_counter() - t0) / len(scenes) * 1000
+    probe = load_probe()
+    bases = {"tiny (floor)": lambda: load_base("tiny").pipe}
+    if args.base:
+        bases[f"base {Path(args.base).name}"] = lambda: load_base(args.base).pipe
+    if args.run_dir:
+        from fakestudio.world.trainer import WorldTrainer
+
+        def from_run():
+            tr = WorldTrainer(args.run_dir)
+            print(f"run {args.run_dir}: {tr.status()['stage']} step {tr.status()['step']}")
+            return tr.pipeline()
+
+        bases["world run (EMA)"] = from_run
+    results: dict = {
+        "renders (ceiling)": {
+            "one": render_adherence(args.n, probe=probe),
+            "two": render_adherence(args.n // 2, two=1.0, probe=probe),
+        },
+    }
+    for name, load in bases.items():
+        pipe = load()
+        t0 = time.monotonic()
+        one = prompt_adherence(pipe, args.n, steps=args.steps, guidance=args.guidance, probe=probe)
+        per_image = (time.monotonic() - t0) / args.n
+        two = prompt_adherence(
+            pipe, args.n // 2, steps=args.steps, guidance=args.guidance, two=1.0, probe=probe
+        )
+        results[name] = {"one": one, "two": two, "s_per_image": round(per_image, 2)}
+    if args.identity:
+        pairs = [("tiny (floor)", "tiny")]
+        if args.base:
+            pairs.append((f"base {Path(args.base).name}", args.base))
+        for name, base in pairs:
+            if base:
+                with tempfile.TemporaryDirectory() as tmp:
+                    results[name]["identity"] = {
+                        p: identity(base, p, probe, args.seeds, Path(tmp)) for p in ("ad4x", "b0bz")
+                    }
+    if args.json:
+        print(json.dumps({"render_ms": round(render_ms, 2)} | results, indent=1))
+        return
+    print(f"world render: {render_ms:.1f} ms per 256 px picture")
+    print(
+        f"prompt adherence, {args.n} one-person prompts (bar >= 90%), {args.steps} steps, "
+        f"guidance {args.guidance}:"
+    )
+    for name, r in results.items():
+        extra = f"  {r['s_per_image']} s/image" if "s_per_image" in r else ""
+        print(f"  {name:22s} {_fmt(r['one'])}{extra}")
+    print(f"two-person prompts ({args.n // 2}):")
+    for name, r in results.items():
+        print(f"  {name:22s} {_fmt(r['two'])}")
+    print("identity learning (bar: >= 90% with trigger, <= 10% with the class word):")
+    for name, r in results.items():
+        if "identity" not in r:
+            continue
+        for p, m in r["identity"].items():
+            print(
+                f"  {name:22s} {p}: trigger {m['trigger']['all']:.0%} (held-out "
+                f"{m['trigger']['held_out']:.0%}), class word {m['class']['all']:.0%}, "
+                f"trained in {m['train_s']} s"
+            )
+    if not args.identity:
+        print("  not measured (pass --identity)")
+    print("encounter isolation and the demo's fake: not measured yet (docs/world-model.md)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,508 @@
+"""Train the world base model in resumable slices: VAE, latent cache, then UNet + text encoder.
+
+    RUN_DIR/                      (default: <cache>/world-train, outside any git tree)
+        recipe.json               the recipe of this run (fixed at its first slice)
+        tokenizer/                the CLIP-format tokenizer, written once
+        log.jsonl                 loss and probe measures against training wall-clock time
+        latents/chunk-NNNN.safetensors   the cached latents (stage "cache")
+        checkpoint/               models.safetensors, optimizer.safetensors, state.json
+                                  (written to a temp folder and renamed; no pickle)
+
+Every random draw of step i comes from (seed, stage, i): the scenes drawn, the crops, the
+noise and timesteps. With the optimizer and EMA state in the checkpoint, a run cut into
+slices (`minutes`) ends with the same weights as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("vae", "cache", "unet", "done")
+CHUNK = 256  # scenes per latent-cache chunk
+# recipe fields that may change between slices without breaking exact resume
+EXTENSIBLE = {"vae_steps", "unet_steps", "eval_every", "eval_prompts", "checkpoint_minutes"}
+
+
+@dataclass
+class WorldRecipe:
+    seed: int = 0
+    scale: str = "base"  # "test": a miniature of the architecture, for tests
+    resolution: int = 256
+    # stage 1: the VAE on random crops of world renders
+    vae_steps: int = 2000
+    vae_batch: int = 8
+    vae_crop: int = 128
+    vae_lr: float = 3e-4
+    vae_kl: float = 1e-6
+    # stage 2: latents of this many world scenes (caption + latent mean and std)
+    cache_scenes: int = 8192
+    two_people: float = 0.35
+    # stage 3: UNet + text encoder on cached latents
+    unet_steps: int = 10000
+    unet_batch: int = 32
+    unet_lr: float = 3e-4
+    text_lr: float = 1e-4
+    warmup: int = 200
+    uncond: float = 0.1  # caption dropout, for classifier-free guidance
+    min_snr: float = 5.0
+    ema: float = 0.999
+    # bookkeeping
+    checkpoint_minutes: float = 10.0
+    eval_every: int = 1000  # UNet steps between probe measures
+    eval_prompts: int = 16
+
+
+def default_run_dir() -> Path:
+    from detectors.paths import cache_dir
+
+    return cache_dir() / "world-train"
+
+
+def _rng(recipe: WorldRecipe, stage: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([recipe.seed, stage, step])
+
+
+def _torch_gen(recipe: WorldRecipe, stage: int, step: int):
+    import torch
+
+    return torch.Generator().manual_seed(int(_rng(recipe, stage, step).integers(2**62)))
+
+
+class WorldTrainer:
+    def __init__(self, run_dir: Path, recipe: WorldRecipe | None = None, log=print):
+        import torch
+
+        from fakestudio.world.model import build_models
+
+        self.torch = torch
+        self.run_dir = Path(run_dir)
+        self.log = log
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.recipe = self._settle_recipe(recipe)
+        tok_dir = self.run_dir / "tokenizer"
+        if (tok_dir / "vocab.json").exists():
+            from transformers import CLIPTokenizer
+
+            tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+        else:
+            tokenizer = None
+        r = self.recipe
+        self.tokenizer, self.text_encoder, self.vae, self.unet = build_models(
+            r.seed, r.scale, tokenizer
+        )
+        if tokenizer is None:
+            self.tokenizer.save_pretrained(tok_dir)
+        self.stage, self.step, self.elapsed = "vae", 0, 0.0
+        self.scaling_factor = 1.0
+        self.ema: dict = {}
+        self.opt = None
+        self._stop = False
+        self._load()
+
+    # -- recipe and checkpoint -----------------------------------------------------------------
+
+    def _settle_recipe(self, given: WorldRecipe | None) -> WorldRecipe:
+        path = self.run_dir / "recipe.json"
+        if not path.exists():
+            recipe = given or WorldRecipe()
+            path.write_text(json.dumps(asdict(recipe), indent=1))
+            return recipe
+        saved = WorldRecipe(**json.loads(path.read_text()))
+        if given is None:
+            return saved
+        for f in fields(WorldRecipe):
+            a, b = getattr(saved, f.name), getattr(given, f.name)
+            if a != b and f.name not in EXTENSIBLE:
+                raise ValueError(
+                    f"{path}: this run was started with {f.name}={a!r}, not {b!r} "
+                    "(start a new --run-dir to change it)"
+                )
+        path.write_text(json.dumps(asdict(given), indent=1))
+        return given
+
+    def _models(self) -> dict:
+        return {"vae": self.vae, "unet": self.unet, "text_encoder": self.text_encoder}
+
+    def _make_optimizer(self):
+        torch = self.torch
+        r = self.recipe
+        if self.stage == "vae":
+            return torch.optim.AdamW(self.vae.parameters(), lr=r.vae_lr, weight_decay=0.0)
+        if self.stage == "unet":
+            return torch.optim.AdamW(
+                [
+                    {"params": list(self.unet.parameters()), "lr": r.unet_lr},
+                    {"params": list(self.text_encoder.parameters()), "lr": r.text_lr},
+                ],
+                weight_decay=1e-2,
+            )
+        return None
+
+    def save(self) -> Path:
+        from safetensors.torch import save_file
+
+        from fakestudio.train.checkpoint import _flatten_optimizer
+
+        final = self.run_dir / "checkpoint"
+        tmp = self.run_dir / ".checkpoint.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        tensors = {
+            f"{name}.{k}": v.detach().contiguous()
+            for name, m in self._models().items()
+            for k, v in m.state_dict().items()
+        }
+        tensors |= {f"ema.{k}": v.contiguous() for k, v in self.ema.items()}
+        save_file(tensors, str(tmp / "models.safetensors"))
+        opt_meta = None
+        if self.opt is not None:
+            opt_tensors, opt_meta = _flatten_optimizer(self.opt.state_dict())
+            save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        state = {
+            "format": "fakestudio.world-train/1",
+            "stage": self.stage,
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "scaling_factor": self.scaling_factor,
+            "optimizer": opt_meta,
+        }
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        old = self.run_dir / ".checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _load(self) -> None:
+        from safetensors.torch import load_file
+
+        from fakestudio.train.checkpoint import _unflatten_optimizer
+
+        folder = self.run_dir / "checkpoint"
+        if not (folder / "state.json").exists():
+            return
+        state = json.loads((folder / "state.json").read_text())
+        tensors = load_file(str(folder / "models.safetensors"))
+        for name, m in self._models().items():
+            m.load_state_dict(
+                {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            )
+        self.ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        self.stage, self.step = state["stage"], state["step"]
+        self.elapsed, self.scaling_factor = state["elapsed_s"], state["scaling_factor"]
+        self.opt = self._make_optimizer()
+        if self.opt is not None and state.get("optimizer"):
+            self.opt.load_state_dict(
+                _unflatten_optimizer(
+                    load_file(str(folder / "optimizer.safetensors")), state["optimizer"]
+                )
+            )
+
+    def _write_log(self, entry: dict) -> None:
+        entry = {
+            "stage": self.stage,
+            "step": self.step,
+            "elapsed_s": round(self.elapsed, 1),
+        } | entry
+        with open(self.run_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, minutes: float | None = None, max_steps: int | None = None) -> dict:
+        """Train until done, `minutes` of wall-clock time, or `max_steps` steps; then save."""
+        torch = self.torch
+        torch.manual_seed(self.recipe.seed)  # dropout-free models; only for library defaults
+        deadline = time.monotonic() + minutes * 60 if minutes else None
+        last_save = time.monotonic()
+        steps = 0
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while self.stage != "done" and not self._stop:
+                if deadline and time.monotonic() >= deadline:
+                    break
+                if max_steps is not None and steps >= max_steps:
+                    break
+                t0 = time.monotonic()
+                getattr(self, f"_step_{self.stage}")()
+                self.elapsed += time.monotonic() - t0
+                steps += 1
+                if time.monotonic() - last_save > self.recipe.checkpoint_minutes * 60:
+                    self.save()
+                    last_save = time.monotonic()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        self.save()
+        return self.status()
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop = True
+
+    def status(self) -> dict:
+        return {
+            "stage": self.stage,
+            "step": self.step,
+            "elapsed_s": round(self.elapsed, 1),
+            "run_dir": str(self.run_dir),
+        }
+
+    def _advance(self, total: int, next_stage: str) -> None:
+        self.step += 1
+        if self.step >= total:
+            self.stage, self.step = next_stage, 0
+            self.opt = self._make_optimizer()
+            self.save()
+
+    # stage 1 -------------------------------------------------------------------------------------
+
+    def _step_vae(self) -> None:
+        torch = self.torch
+        from fakestudio.world.draw import render
+        from fakestudio.world.model import to_tensor
+        from fakestudio.world.scenes import random_scene
+
+        r = self.recipe
+        if self.opt is None:
+            self.opt = self._make_optimizer()
+        rng = _rng(r, 1, self.step)
+        crops = []
+        for _ in range(r.vae_batch):
+            im = render(random_scene(rng, two=r.two_people), r.resolution)
+            x, y = (int(v) for v in rng.integers(0, r.resolution - r.vae_crop + 1, 2))
+            crops.append(im.crop((x, y, x + r.vae_crop, y + r.vae_crop)))
+        batch = torch.from_numpy(to_tensor(crops))
+        self.vae.train()
+        post = self.vae.encode(batch).latent_dist
+        z = post.mean + post.std * torch.randn(
+            post.mean.shape, generator=_torch_gen(r, 11, self.step)
+        )
+        recon = self.vae.decode(z).sample
+        rec = (recon - batch).abs().mean() + (recon - batch).pow(2).mean()
+        kl = post.kl().mean() / batch[0].numel()
+        loss = rec + r.vae_kl * kl
+        for g in self.opt.param_groups:
+            g["lr"] = r.vae_lr * min(1.0, (self.step + 1) / r.warmup)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
+        self.opt.step()
+        if self.step % 10 == 0:
+            self._write_log({"loss": round(rec.item(), 5), "kl": round(kl.item(), 3)})
+        done = self.step + 1
+        if r.eval_every and (done % (r.eval_every // 4 or 1) == 0 or done == r.vae_steps):
+            self._write_log({"step": done, "recon_probe": self.evaluate_vae()})
+        self._advance(r.vae_steps, "cache")
+
+    def evaluate_vae(self, n: int = 24) -> dict:
+        """The probe on VAE reconstructions of n fixed scenes (if a probe exists)."""
+        torch = self.torch
+        from PIL import Image
+
+        from fakestudio.world.draw import render
+        from fakestudio.world.model import to_tensor
+        from fakestudio.world.probe import load_probe
+        from fakestudio.world.quality import score
+
+        try:
+            probe = load_probe()
+        except FileNotFoundError as e:
+            return {"error": str(e)}
+        rng = np.random.default_rng([self.recipe.seed, 9])
+        from fakestudio.world.scenes import random_scene
+
+        scenes = [random_scene(rng, two=0.3) for _ in range(n)]
+        self.vae.eval()
+        with torch.no_grad():
+            x = torch.from_numpy(to_tensor([render(s, self.recipe.resolution) for s in scenes]))
+            rec = self.vae.decode(self.vae.encode(x).latent_dist.mean).sample
+        arr = ((rec.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        res = score(probe, scenes, [Image.fromarray(a) for a in arr])
+        return {"adherence": res["adherence"], "per_attribute": res["per_attribute"]}
+
+    # stage 2 -------------------------------------------------------------------------------------
+
+    def _step_cache(self) -> None:
+        """Encode one chunk of scenes; the last chunk also fixes the latents' scaling factor."""
+        torch = self.torch
+        from safetensors.torch import load_file, save_file
+
+        from fakestudio.world.draw import render
+        from fakestudio.world.model import to_tensor
+        from fakestudio.world.scenes import random_scene
+
+        r = self.recipe
+        folder = self.run_dir / "latents"
+        folder.mkdir(exist_ok=True)
+        chunk = min(CHUNK, r.cache_scenes)
+        n_chunks = -(-r.cache_scenes // chunk)
+        rng = _rng(r, 2, self.step)
+        scenes = [random_scene(rng, two=r.two_people) for _ in range(chunk)]
+        means, stds = [], []
+        self.vae.eval()
+        with torch.no_grad():
+            for i in range(0, chunk, 16):
+                x = torch.from_numpy(
+                    to_tensor([render(s, r.resolution) for s in scenes[i : i + 16]])
+                )
+                post = self.vae.encode(x).latent_dist
+                means.append(post.mean)
+                stds.append(post.std)
+        ids = self._ids([s.caption() for s in scenes])
+        path = folder / f"chunk-{self.step:04d}.safetensors"
+        save_file(
+            {
+                "mean": torch.cat(means).half().contiguous(),
+                "std": torch.cat(stds).half().contiguous(),
+                "ids": ids.int().contiguous(),
+            },
+            str(path.with_suffix(".partial")),
+        )
+        os.replace(path.with_suffix(".partial"), path)
+        self._write_log({"cached": (self.step + 1) * chunk})
+        if self.step + 1 >= n_chunks:
+            allm = torch.cat(
+                [
+                    load_file(str(folder / f"chunk-{k:04d}.safetensors"))["mean"]
+                    for k in range(n_chunks)
+                ]
+            )
+            self.scaling_factor = float(1.0 / allm.float().std())
+            self._write_log({"scaling_factor": self.scaling_factor})
+        self._advance(n_chunks, "unet")
+
+    def _ids(self, captions: list[str]):
+        return self.tokenizer(
+            captions,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+
+    def _latents(self):
+        if getattr(self, "_cache", None) is None:
+            from safetensors.torch import load_file
+
+            torch = self.torch
+            chunks = [
+                load_file(str(p))
+                for p in sorted((self.run_dir / "latents").glob("chunk-*.safetensors"))
+            ]
+            self._cache = {k: torch.cat([c[k] for c in chunks]) for k in ("mean", "std", "ids")}
+            self._uncond = self._ids([""])[0]
+        return self._cache
+
+    # stage 3 -------------------------------------------------------------------------------------
+
+    def _step_unet(self) -> None:
+        torch = self.torch
+        from diffusers import DDPMScheduler
+
+        from fakestudio.tiny import SCHEDULE
+
+        r = self.recipe
+        if self.opt is None:
+            self.opt = self._make_optimizer()
+        cache = self._latents()
+        gen = _torch_gen(r, 3, self.step)
+        idx = torch.randint(0, cache["mean"].shape[0], (r.unet_batch,), generator=gen)
+        mean, std = cache["mean"][idx].float(), cache["std"][idx].float()
+        latents = (mean + std * torch.randn(mean.shape, generator=gen)) * self.scaling_factor
+        ids = cache["ids"][idx].long()
+        drop = torch.rand(r.unet_batch, generator=gen) < r.uncond
+        ids[drop] = self._uncond
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (r.unet_batch,), generator=gen)
+        sched = DDPMScheduler(**SCHEDULE)
+        noisy = sched.add_noise(latents, noise, t)
+        self.unet.train()
+        self.text_encoder.train()
+        pred = self.unet(noisy, t, self.text_encoder(ids)[0]).sample
+        ac = sched.alphas_cumprod[t]
+        snr = ac / (1 - ac)
+        w = torch.clamp(snr, max=r.min_snr) / snr
+        loss = ((pred - noise).pow(2).mean(dim=(1, 2, 3)) * w).mean()
+        warm = min(1.0, (self.step + 1) / r.warmup)
+        self.opt.param_groups[0]["lr"] = r.unet_lr * warm
+        self.opt.param_groups[1]["lr"] = r.text_lr * warm
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(
+            list(self.unet.parameters()) + list(self.text_encoder.parameters()), 1.0
+        )
+        self.opt.step()
+        self._update_ema()
+        if self.step % 10 == 0:
+            self._write_log({"loss": round(loss.item(), 5)})
+        done = self.step + 1
+        self._advance(r.unet_steps, "done")
+        if r.eval_every and (done % r.eval_every == 0 or self.stage == "done"):
+            self._write_log({"eval": self.evaluate()})
+
+    def _update_ema(self) -> None:
+        decay = min(self.recipe.ema, (1 + self.step) / (10 + self.step))
+        with self.torch.no_grad():
+            for prefix, m in (("unet", self.unet), ("text_encoder", self.text_encoder)):
+                for k, v in m.state_dict().items():
+                    key = f"{prefix}.{k}"
+                    if key not in self.ema:
+                        self.ema[key] = v.detach().clone()
+                    elif v.dtype.is_floating_point:
+                        self.ema[key].mul_(decay).add_(v.detach(), alpha=1 - decay)
+
+    # -- use ---------------------------------------------------------------------------------------
+
+    def pipeline(self, ema: bool = True):
+        """A StableDiffusionPipeline with the current (EMA) weights, on copies of the models."""
+        import copy
+
+        from fakestudio.world.model import make_pipeline
+
+        unet, te, vae = (copy.deepcopy(m) for m in (self.unet, self.text_encoder, self.vae))
+        if ema and self.ema:
+            unet.load_state_dict({k[5:]: v for k, v in self.ema.items() if k.startswith("unet.")})
+            te.load_state_dict(
+                {k[13:]: v for k, v in self.ema.items() if k.startswith("text_encoder.")}
+            )
+        vae.register_to_config(scaling_factor=self.scaling_factor)
+        for m in (unet, te, vae):
+            m.eval()
+        pipe = make_pipeline(self.tokenizer, te, vae, unet)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def evaluate(self) -> dict:
+        """Probe measures on `eval_prompts` fixed random one-person prompts (if a probe exists)."""
+        from fakestudio.world.quality import prompt_adherence
+
+        try:
+            return prompt_adherence(
+                self.pipeline(), n=self.recipe.eval_prompts, seed=1234, steps=20
+            )
+        except FileNotFoundError as e:  # no probe weights yet
+            return {"error": str(e)}
+
+    def export(self, out: Path, fp16: bool = True) -> Path:
+        """Write the (EMA) pipeline as a diffusers folder (fp16 safetensors)."""
+        pipe = self.pipeline()
+        if fp16:
+            pipe = pipe.to(dtype=self.torch.float16)
+        out = Path(out)
+        tmp = out.with_name(f".{out.name}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        return out

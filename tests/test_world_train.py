@@ -1,0 +1,90 @@
+"""The world base recipe: tokenizer, exact resume across slices and stages, export, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fakestudio.world.model import caption_words, world_tokenizer
+from fakestudio.world.scenes import scene_stream
+
+ROOT = Path(__file__).resolve().parents[1]
+# a miniature of the recipe: every stage runs, in seconds
+SMALL = dict(
+    scale="test", vae_steps=3, vae_batch=2, vae_crop=64, cache_scenes=16, unet_steps=3,
+    unet_batch=4, warmup=2, eval_every=0,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return world_tokenizer()
+
+
+def test_every_caption_word_is_one_token_and_any_word_encodes(tokenizer):
+    for word in set(caption_words(200, seed=3)):
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    stream = scene_stream(4, two=1.0)
+    assert max(len(tokenizer(next(stream).caption()).input_ids) for _ in range(30)) <= 77
+    assert world_tokenizer().get_vocab() == tokenizer.get_vocab()  # same ids on every build
+    ids = tokenizer("ad4x", add_special_tokens=False).input_ids
+    assert len(ids) > 1 and tokenizer.decode(ids).replace(" ", "") == "ad4x"
+
+
+def _weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "checkpoint" / "models.safetensors"))
+
+
+def test_slices_end_with_the_weights_of_one_run(tmp_path):
+    from fakestudio.world.trainer import WorldRecipe, WorldTrainer
+
+    recipe = WorldRecipe(**SMALL)
+    straight = WorldTrainer(tmp_path / "a", recipe).run()
+    assert straight["stage"] == "done"
+    for n in (2, 3, None):  # slices cut inside the VAE stage, across the cache, into the UNet
+        status = WorldTrainer(tmp_path / "b", recipe).run(max_steps=n)
+    assert status["stage"] == "done"
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys() and any(k.startswith("ema.unet.") for k in a)
+    assert all((a[k] == b[k]).all() for k in a)
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert {e["stage"] for e in log} == {"vae", "cache", "unet"}
+    assert all("elapsed_s" in e for e in log)
+
+
+def test_export_loads_as_a_base_and_draws_256px(tmp_path):
+    from fakestudio.models import load_base
+    from fakestudio.world.trainer import WorldRecipe, WorldTrainer
+
+    trainer = WorldTrainer(tmp_path / "run", WorldRecipe(**SMALL))
+    trainer.run()
+    out = trainer.export(tmp_path / "world-base")
+    base = load_base(str(out))
+    assert base.family == "sd1" and base.pipe.vae.config.scaling_factor != 1.0
+    image = base.pipe("a photo of a person", num_inference_steps=2, output_type="pil").images[0]
+    assert image.size == (256, 256)
+
+
+def test_changing_the_recipe_of_a_run_is_one_clear_error(tmp_path):
+    from fakestudio.world.trainer import WorldRecipe, WorldTrainer
+
+    WorldTrainer(tmp_path / "run", WorldRecipe(**SMALL)).run(max_steps=1)
+    # more steps may be added to a run ...
+    WorldTrainer(tmp_path / "run", WorldRecipe(**(SMALL | {"unet_steps": 5})))
+    # ... but its learning rate is fixed
+    with pytest.raises(ValueError, match="vae_lr=0.0003, not 0.01"):
+        WorldTrainer(tmp_path / "run", replace(WorldRecipe(**SMALL), vae_lr=0.01))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_world.py"), "--run-dir",
+         str(tmp_path / "run"), "--scale", "base", "--status"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "scale='test', not 'base'" in proc.stderr and "Traceback" not in proc.stderr
