@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a non-interactive shell inherits SIGINT ignored (POSIX),
+# and so would every command the tests start: the Ctrl-C tests need the normal handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 FIXTURES = Path(
     os.environ.get("FAKESTUDIO_FIXTURES")
