@@ -51,7 +51,6 @@ def build_model(folder: Path, full: bool) -> Path:
     from diffusers import (
         AutoencoderKL,
         DDPMScheduler,
-        StableDiffusionPipeline,
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -85,16 +84,7 @@ def build_model(folder: Path, full: bool) -> Path:
             **tiny.vae_config(block_out_channels=(32, 64, 128, 128), norm_num_groups=32)
         )
     scheduler = DDPMScheduler(**tiny.SCHEDULE, clip_sample=False)
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = tiny.make_pipeline(tokenizer, text_encoder, vae, unet, scheduler)
     pipe.save_pretrained(folder, safe_serialization=True)
     n = {
         k: sum(p.numel() for p in m.parameters())

@@ -151,8 +151,6 @@ def build_tiny(folder: Path) -> None:
     import torch
     from diffusers import (
         AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -166,8 +164,18 @@ def build_tiny(folder: Path) -> None:
         vae = AutoencoderKL(**vae_config())
     finally:
         torch.random.set_rng_state(gen_state)
-    scheduler = EulerDiscreteScheduler(**SCHEDULE, timestep_spacing="leading")
-    pipe = StableDiffusionPipeline(
+    pipe = make_pipeline(tokenizer, text_encoder, vae, unet)
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
+def make_pipeline(tokenizer, text_encoder, vae, unet, scheduler=None):
+    """An SD1-style pipeline from its parts (no safety checker), with the Euler schedule the
+    embedded bases use unless another scheduler is given."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    if scheduler is None:
+        scheduler = EulerDiscreteScheduler(**SCHEDULE, timestep_spacing="leading")
+    return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -177,4 +185,3 @@ def build_tiny(folder: Path) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder, safe_serialization=True)

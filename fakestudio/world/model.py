@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from fakestudio.tiny import MAX_TOKENS, SCHEDULE, _byte_vocab
+from fakestudio.tiny import MAX_TOKENS, _byte_vocab
 from fakestudio.world.scenes import scene_stream
 
 RESOLUTION = 256
@@ -147,19 +147,9 @@ def build_models(seed: int = 0, scale: str = "base", tokenizer=None):
 
 
 def make_pipeline(tokenizer, text_encoder, vae, unet):
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from fakestudio.tiny import make_pipeline as assemble
 
-    scheduler = EulerDiscreteScheduler(**SCHEDULE, timestep_spacing="leading")
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return assemble(tokenizer, text_encoder, vae, unet)
 
 
 def to_tensor(images) -> np.ndarray:
