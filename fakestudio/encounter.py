@@ -124,14 +124,15 @@ def parse_layout(layout: str, n_persons: int = 2):
 
 
 def region_masks(
-    layout: str, width: int, height: int, feather: float, n_persons: int = 2
+    layout: str, width: int, height: int, feather: float, n_persons: int = 2, scale: int = 8
 ) -> np.ndarray:
-    """Soft weights (1 + n_persons, h/8, w/8): background first; they sum to 1 at every position."""
+    """Soft weights (1 + n_persons, h/scale, w/scale) at the latents' size (``scale``: the VAE's
+    downsampling, 8 for SD/SDXL): background first; they sum to 1 at every position."""
     from PIL import Image
     from scipy.ndimage import gaussian_filter
 
     kind, spec = parse_layout(layout, n_persons)
-    h, w = height // 8, width // 8
+    h, w = height // scale, width // scale
     hard = np.zeros((n_persons, h, w), np.float32)
     if kind == "boxes":
         for i, (x0, y0, x1, y1) in enumerate(spec):
@@ -428,7 +429,8 @@ def regional_render(
     pipe.enable_lora()
     plan = plan_regions(pipe, adapters, masks, record.width, record.height, context, device, dtype)
     pipe.scheduler.set_timesteps(record.steps, device=device)
-    shape = (1, pipe.unet.config.in_channels, record.height // 8, record.width // 8)
+    f = pipe.vae_scale_factor  # 8 for SD/SDXL; a VAE may downsample more
+    shape = (1, pipe.unet.config.in_channels, record.height // f, record.width // f)
     latents = (
         torch.randn(shape, generator=generator, dtype=dtype).to(device)
         * pipe.scheduler.init_noise_sigma
@@ -528,7 +530,9 @@ def encounter(
         )
         composition["feather"] = cfg.feather
         composition["context"] = "full" if cfg.context is None else cfg.context
-        masks = region_masks(cfg.layout, width, height, cfg.feather, len(persons))
+        masks = region_masks(
+            cfg.layout, width, height, cfg.feather, len(persons), pipe.vae_scale_factor
+        )
         prompts = [cfg.scene] + [person_prompt(p, cfg.scene) for p in persons]
         adapters = [BASE, *names]
     else:
