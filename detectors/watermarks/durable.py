@@ -19,7 +19,8 @@ Layout (keyed by ``_KEY``; the key is public on purpose: anyone must be able to 
   the web still carries it at a readable size.
 * A synchronisation template is added: gratings along both axes at ``TEMPLATE_K`` cycles per
   period (not whole numbers, so their spectral peaks fall between the tiling's lines); it
-  takes ``TEMPLATE_SHARE`` of the mark's energy.
+  takes ``TEMPLATE_SHARE`` of the mark's energy, and only ``TEMPLATE_FLAT`` of its weight in
+  flat areas, where a regular plaid would show.
 * The sum is added to the luma only (R, G and B move together: chroma, where the first mark
   lives, is untouched), scaled by a perceptual mask (local activity, bounded by
   ``MASK_MIN``..``MASK_MAX`` grey levels) and then down to ``PSNR_TARGET`` when needed.
@@ -105,6 +106,7 @@ N_PILOT = 320
 BLUR = 0.6  # Gaussian smoothing of the chip pattern (pixels at unit 1)
 LOWCUT = 1.5  # the chip pattern keeps little below the frequencies of this Gaussian
 TEMPLATE_K = (7.5, 10.5)  # template gratings: cycles per tile period along each axis
+TEMPLATE_FLAT = 0.3  # the template's weight where the picture is flat (see embed)
 TEMPLATE_SHARE = 0.45  # of the mark's energy
 PSNR_TARGET = 40.5  # dB over RGB; the mark is scaled down to this, never up
 MASK_MIN, MASK_MAX = 1.5, 6.0  # luma amplitude bounds of the perceptual mask (grey levels)
@@ -268,8 +270,9 @@ def _mask(y: np.ndarray, u: int) -> np.ndarray:
     return cv2.GaussianBlur(m, (0, 0), 2.0 * u)
 
 
-def pattern(payload_hex: str, height: int, width: int) -> np.ndarray:
-    """The unit-RMS mark pattern covering a height x width picture (float32)."""
+def pattern(payload_hex: str, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mark's two parts covering a height x width picture (float32): the tiled chips and
+    the template, weighted by their shares of a unit-RMS mark."""
     import cv2
 
     t = _tile(payload_hex).astype(np.float32)
@@ -280,7 +283,7 @@ def pattern(payload_hex: str, height: int, width: int) -> np.ndarray:
     p = TILE * u
     chips = np.tile(t, (-(-height // p), -(-width // p)))[:height, :width]
     a, b = math.sqrt(1.0 - TEMPLATE_SHARE), math.sqrt(TEMPLATE_SHARE)
-    return a * chips + b * _template(height, width, u)
+    return a * chips, b * _template(height, width, u)
 
 
 def embed(rgb: np.ndarray, payload_hex: str) -> np.ndarray:
@@ -294,7 +297,12 @@ def embed(rgb: np.ndarray, payload_hex: str) -> np.ndarray:
     h, w = a.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image is {w}x{h}: the durable mark needs at least {MIN_SIDE} px a side")
-    d = pattern(payload_hex, h, w) * _mask(_luma(a), unit(h, w))
+    chips, template = pattern(payload_hex, h, w)
+    mask = _mask(_luma(a), unit(h, w))
+    # the template is the mark's only regular structure: in flat areas, where a plaid would
+    # show, it gets TEMPLATE_FLAT of its weight, rising to all of it at twice the mask's floor
+    flat = np.clip(mask / MASK_MIN - 1.0, TEMPLATE_FLAT, 1.0)
+    d = (chips + template * flat) * mask
     limit = 255.0 / 10.0 ** (PSNR_TARGET / 20.0)
     rms = float(np.sqrt(np.mean(d * d)))
     if rms > limit:
