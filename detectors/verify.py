@@ -426,8 +426,12 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
         if phash is None or rgb is None:
             return out
         index = _phash_rows(led, count, max_id)
-        near = sorted((hamming(phash, ph), s) for s, ph in index)
-        near = [(d, s) for d, s in near if d <= CANDIDATE_BITS][:MAX_CANDIDATES]
+        near = sorted(
+            (derived, d, newest, s)
+            for s, ph, derived, newest in index
+            if (d := hamming(phash, ph)) <= CANDIDATE_BITS
+        )
+        near = [(d, s) for _, d, _, s in near][:MAX_CANDIDATES]
         for dist, cand_sha in near:
             cand = led.by_sha256(cand_sha)
             if cand is None:
@@ -452,11 +456,19 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
         return out
 
 
-def _phash_rows(led, count: int, max_id) -> list[tuple[str, str]]:
+def _phash_rows(led, count: int, max_id) -> list[tuple[str, str, int, int]]:
+    """(sha256, pHash, derived, -id) of every ledger row. Candidates are taken from the outputs
+    first and only then from what was made from them (rows whose record has a "kind": a talk
+    page's previews have their source's very pHash and must not crowd it out of the few
+    candidates), nearest first, newest first among equals."""
     key = (os.getpid(), str(led.path), count, max_id)
     rows = _phash_index.get(key)
     if rows is None:
-        rows = [(s, ph) for s, ph in led.db.execute("SELECT sha256, phash FROM outputs")]
+        sql = (
+            "SELECT sha256, phash, id, json_extract(record_json, '$.kind') IS NOT NULL "
+            "FROM outputs"
+        )
+        rows = [(s, ph, int(derived), -i) for s, ph, i, derived in led.db.execute(sql)]
         _phash_index.clear()
         _phash_index[key] = rows
     return rows

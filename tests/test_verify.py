@@ -722,3 +722,26 @@ def test_sd_prescreen_keeps_every_mark():
             assert [(r.scheme, r.found) for r in got] == want
             estimated += sum(bool(r.details.get("estimated")) for r in got)
     assert estimated >= 4  # unmarked schemes were estimated on bands, not decoded whole
+
+
+def test_previews_do_not_crowd_their_source_out_of_the_ledger_search(tmp_path):
+    """A talk page's previews of a fake are labelled outputs too, with the fake's very pHash.
+    When a copy's marks cannot be read, the few perceptual-hash candidates confirmed by the
+    watermark must include the fake itself, not only its previews (the demo's halved upload of
+    a noisy tiny-base fake was lost that way)."""
+    from PIL import Image
+
+    from fakestudio.label.derived import labelled_preview
+
+    ledger = tmp_path / "ledger.sqlite"
+    fake = write_labelled(tmp_path / "out", ledger, seed=5, size=(512, 512))
+    with Image.open(fake.path) as im:
+        for side in (512, 500, 480, 470):  # four previews, near-identical to the fake
+            labelled_preview(fake.path, im, side, ledger_path=ledger, where="talk.html")
+    # the same picture without any mark: only its perceptual hash can point at the ledger
+    twin = tmp_path / "twin.jpg"
+    photo_like(512, 512, seed=5).save(twin, "JPEG", quality=90)
+    rep = verify_image(twin, ledger_path=ledger).to_dict()
+    names = [c["file_name"] for c in rep["ledger"]["candidates"]]
+    assert names and names[0] == fake.path.name, names
+    assert not rep["ledger"]["matched"]  # nothing in the pixels confirms it: never a match
