@@ -87,6 +87,35 @@ def test_both_marks_coexist(marked):
     assert durable.decode(cropped).payload == "c0ffee1234"  # ...the durable mark is not
 
 
+def test_the_tiling_alone_gives_the_period(marked):
+    """The autocorrelation of a resized or rotated copy finds its period vector to 0.5% (the
+    polish takes it from there) with no help from the template, on most photos. (PIL turns
+    a picture counter-clockwise: its grid turns by -5 degrees in array coordinates.)"""
+    for edit, period, turn in (("resize0.75+jpeg85", 48.0, 0.0), ("rotate+5", 64.0, -5.0)):
+        hits = []
+        for _, _, m in marked:
+            y = durable._luma(edits.EDITS[edit](m))
+            errors = []
+            for lat in durable._autocorr_lattices(durable._residual(y)):
+                size = float(np.sqrt(abs(np.linalg.det(lat))))
+                angle = np.degrees(np.arctan2(lat[1, 0], lat[0, 0]))
+                # the angle of a square lattice is known up to quarter turns
+                angle_err = abs((angle - turn + 45.0) % 90.0 - 45.0)
+                errors.append((abs(size / period - 1.0), angle_err))
+            hits.append(any(e < 0.005 and a < 0.3 for e, a in errors))
+        assert sum(hits) >= 3, (edit, dict(zip(PHOTOS, hits, strict=True)))
+
+
+def test_a_smooth_picture_fills_its_budget():
+    """On a smooth picture the perceptual mask alone would leave the mark far below the PSNR
+    budget (and JPEG would erase it): the chips grow, up to FILL_MAX, the template does not."""
+    yy, xx = np.mgrid[0:512, 0:512]
+    a = np.stack([60 + xx / 8, 90 + yy / 8, 120 + (xx + yy) / 16], axis=2).astype(np.uint8)
+    m = durable.embed(a, "00c0ffee11")
+    assert durable.PSNR_TARGET - 0.3 <= psnr(a, m) <= durable.PSNR_TARGET + 1.5
+    assert durable.decode(edits.EDITS["jpeg50"](m)).payload == "00c0ffee11"
+
+
 def test_scales_with_the_picture(fixtures_dir):
     """A 1024 px output carries the mark at twice the size, so its halved copy still reads."""
     with Image.open(fixtures_dir / "generated/sdxl_sdxl_simple_example.png") as im:

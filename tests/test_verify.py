@@ -239,7 +239,10 @@ def labelled(tmp_path_factory):
     Image.fromarray(rgb).resize((256, 192), Image.Resampling.LANCZOS).save(copies / "half.png")
     Image.fromarray(rgb).resize((384, 288), Image.Resampling.BICUBIC).save(copies / "r075.png")
     up = Image.fromarray(rgb).resize((256, 192), Image.Resampling.LANCZOS)
-    up.save(copies / "upload.jpg", quality=75)  # 4:2:0 chroma: too weak to decode blind
+    up.save(copies / "upload.jpg", quality=75)  # 4:2:0 chroma: the first mark is gone
+    squeezed = Image.fromarray(rgb).resize((240, 192), Image.Resampling.LANCZOS)
+    squeezed.save(copies / "squeezed.jpg", quality=75)  # a 6% aspect change: the durable mark
+    # reads similarity transforms (scale, turn, flip), not a stretch
     edit_one_pixel_keep_manifest(w.path, copies / "edited.png")
     return {"written": w, "ledger": ledger, "copies": copies}
 
@@ -413,7 +416,8 @@ def test_labelled_output_is_trusted_with_the_local_ca(labelled):
         ("q75.jpg", "watermark-payload"),
         ("half.png", "watermark-payload"),  # 256x192: the durable mark is read blind
         ("r075.png", "watermark-payload"),  # 0.75: the first mark is gone, the durable one read
-        ("upload.jpg", "phash+watermark"),  # 0.5 + JPEG 75: only the known payload still agrees
+        ("upload.jpg", "watermark-payload"),  # 0.5 + JPEG 75: the durable mark, read blind
+        ("squeezed.jpg", "phash+watermark"),  # ~0.5, squeezed: only the known payload agrees
     ],
 )
 def test_stripped_copies_recover_provenance(labelled, name, how):
@@ -435,10 +439,11 @@ def test_stripped_copies_recover_provenance(labelled, name, how):
 
 
 def test_upload_copy_is_beyond_blind_decoding(labelled):
-    """The upload case is the one the known-payload match is for: blind decoding fails."""
-    from detectors.watermarks import ours
+    """A squeezed upload is what the known-payload match is for: blind decoding fails."""
+    from detectors.watermarks import durable, ours
 
-    rgb = np.asarray(Image.open(labelled["copies"] / "upload.jpg").convert("RGB"))
+    rgb = np.asarray(Image.open(labelled["copies"] / "squeezed.jpg").convert("RGB"))
+    assert not durable.decode(rgb).payload
     back = np.asarray(Image.fromarray(rgb).resize((512, 384), Image.Resampling.BICUBIC))
     assert not ours.decode(back).found
     assert ours.match(back, labelled["written"].payload, tries=2).found

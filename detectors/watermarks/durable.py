@@ -34,8 +34,12 @@ little more than a 1000 px one):
    keep the period), then the template: the whitened spectrum of a centred window is scored
    at every (radius, angle) by its two gratings' peaks and their quarter-turned partners;
    the best overall, the best at angle 0 (a resize) and the best at the expected radius (a
-   rotation) are refined to sub-bin precision. Each hypothesis is a 2x2 matrix: the two
-   period vectors.
+   rotation) are refined to sub-bin precision. Then the tiling itself: the residual's
+   autocorrelation peaks at every period vector with all of the chips' energy; its strongest
+   peaks (scored with their quarter-turned partners, reduced to the fundamental) are refined
+   by least squares over their multiples. Each hypothesis is a 2x2 matrix: the two period
+   vectors. (Measured on the 28 bench pictures: the autocorrelation lattices lifted crop +
+   resize back from 25 to 27, rotations and upscales to 28.)
 3. For each: the residual is resampled onto the lattice and *folded* (all periods summed),
    so any window of a few periods holds the whole message; the fold's orientation (the 8
    symmetries of the square: mirrored copies read too) and cyclic shift come from the
@@ -56,14 +60,15 @@ Decision and false positives (the argued bound):
   the soft values' distribution is unchanged by flipping the signs of any codeword; BCH and
   OSD commute with those flips, so every codeword they propose is uniform over the code, and
   its check matches with probability exactly 2^-32. At most ``CHECK_TRIALS`` codewords per
-  lattice and ``LATTICE_TRIES`` + 1 lattices: <= 80 x 2^-32 = 1.9e-8.
+  lattice, ``LATTICE_TRIES`` + 1 lattices (a polished one included) in each of ``VIEWS``
+  views: <= 256 x 2^-32 = 6.0e-8.
 * ``found`` without a payload ("a fakestudio label is present, its identifier unreadable")
   when the pilot's z reaches ``Z_PRESENCE``. At each shift the score is a sum of independent
   +-1 pilot signs weighted by the picture's fold, divided by the exact norm of the weights, so
   by Hoeffding P(z >= t) <= exp(-t^2 / 2), whatever the picture holds. Union over the
-  orientations and shifts tried (4 lattices x 8 + 36 polishing steps) x 64^2 shifts:
-  278,528 x exp(-7.8^2 / 2) = 1.7e-8.
-* In all ``false_positive_bound()`` = 3.6e-8 per picture, for any picture not crafted with the
+  orientations and shifts tried (2 views x (7 lattices x 8 + 36 polishing steps) x 64^2
+  shifts): 753,664 x exp(-7.8^2 / 2) = 4.6e-8.
+* In all ``false_positive_bound()`` = 1.1e-7 per picture, for any picture not crafted with the
   key. Measured: 0 detections on the fixtures, their edits and 10,000 synthetic pictures
   (noise, flat colours, gradients, stripes, text): ``bench/watermark_robustness.py --fp``.
 
@@ -111,13 +116,17 @@ TEMPLATE_SHARE = 0.45  # of the mark's energy
 PSNR_TARGET = 40.5  # dB over RGB; the mark is scaled down to this, never up
 MASK_MIN, MASK_MAX = 1.5, 6.0  # luma amplitude bounds of the perceptual mask (grey levels)
 MASK_GAIN = 0.5  # amplitude per grey level of local standard deviation
+FILL_MAX = 2.0  # the chips of a smooth picture may grow this much to fill the budget
 VIEW_MAX = 1024  # the decoder works on a view whose longest side is at most this
 SPECTRUM_MAX = 768  # side of the window whose spectrum shows the template (view centre)
 PERIOD_MIN, PERIOD_MAX = 24.0, 190.0  # periods searched in the view (pixels)
 SYNC_SCALE = 1.0  # the template is searched in a residual made for this scale
-HALF_VIEW_MIN = 256  # a half-size view is tried when it keeps at least this many pixels a side
+HALF_VIEW_MIN = 512  # a half-size view is tried when it keeps at least this many pixels a side
 VIEWS = 2  # the view, and the half-size view
-LATTICE_TRIES = 4
+LATTICE_TRIES = 7  # as labelled, 3 from the template, 3 from the autocorrelation
+AC_TRIES = 3  # lattices tried from the autocorrelation
+AC_PEAKS = 8  # its strongest peaks, which those lattices must explain
+AC_WINDOW = 512  # side of the window whose autocorrelation shows the tiling
 OSD_WINDOW = MSG_BITS  # pairs of flips tried among this many least reliable basis positions
 CHECK_TRIALS = 16  # codewords whose check is compared, per lattice (BCH's, then OSD's best)
 Z_PRESENCE = 7.8
@@ -170,8 +179,10 @@ def _layout() -> dict:
         "data_sign": data_sign,
         "data_bit": data_bit,
         "kernel_f": np.conj(np.fft.fft2(kernel)),
-        "pilot_f": np.conj(np.fft.fft2(pil)),
-        "ind_f": np.conj(np.fft.fft2(ind)),
+        # single-precision copies, for the search over every alignment (_align)
+        "kernel_f32": np.conj(np.fft.fft2(kernel)).astype(np.complex64),
+        "pilot_f32": np.conj(np.fft.fft2(pil)).astype(np.complex64),
+        "ind_f32": np.conj(np.fft.fft2(ind)).astype(np.complex64),
     }
 
 
@@ -302,13 +313,29 @@ def embed(rgb: np.ndarray, payload_hex: str) -> np.ndarray:
     # the template is the mark's only regular structure: in flat areas, where a plaid would
     # show, it gets TEMPLATE_FLAT of its weight, rising to all of it at twice the mask's floor
     flat = np.clip(mask / MASK_MIN - 1.0, TEMPLATE_FLAT, 1.0)
-    d = (chips + template * flat) * mask
+    chips *= mask
+    template *= flat * mask
     limit = 255.0 / 10.0 ** (PSNR_TARGET / 20.0)
+    d = chips * _fill_gain(chips, template, limit) + template
     rms = float(np.sqrt(np.mean(d * d)))
     if rms > limit:
         d *= limit / rms
     out = a.astype(np.float32) + d[..., None]
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _fill_gain(chips: np.ndarray, template: np.ndarray, limit: float) -> float:
+    """Gain of the chips that brings a smooth picture's mark up to the PSNR budget (the
+    mask's floor alone leaves it far below: JPEG 50 and halving then erase it), at most
+    ``FILL_MAX``. Only the chips grow: they are noise-like, the template is a regular
+    pattern that would show on flat areas. Solves mean((g * chips + template)^2) = limit^2."""
+    a = float(np.mean(chips * chips))
+    b = float(np.mean(chips * template))
+    c = float(np.mean(template * template)) - limit * limit
+    if a <= 0.0 or c >= 0.0:
+        return 1.0
+    g = (-b + math.sqrt(b * b - a * c)) / a
+    return float(np.clip(g, 1.0, FILL_MAX))
 
 
 # --------------------------------------------------------------------------- decoding
@@ -443,7 +470,8 @@ def _magnitude(win: np.ndarray) -> np.ndarray:
 
 
 def _peak_at(logmag: np.ndarray, x: float, y: float, n: int) -> np.ndarray:
-    """The local maximum of the spectrum within a bin of (x, y), to sub-bin precision."""
+    """The local maximum of a centred map (a spectrum, an autocorrelation) within a bin of
+    (x, y), to sub-bin precision."""
     c = n // 2
     cx, cy = int(round(x)) + c, int(round(y)) + c
     win = logmag[cy - 1 : cy + 2, cx - 1 : cx + 2]
@@ -458,14 +486,104 @@ def _peak_at(logmag: np.ndarray, x: float, y: float, n: int) -> np.ndarray:
 
 def _lattices(r: np.ndarray, shape, factor: float, as_labelled: bool = True) -> list[np.ndarray]:
     """Lattice hypotheses, most likely first: the picture as labelled (no resize, no turn:
-    crops, flips and colour edits keep the grid's size), then the template's spectral peaks.
-    Duplicates are dropped; at most LATTICE_TRIES."""
+    crops, flips and colour edits keep the grid's size), then the template's spectral peaks,
+    then (in the first view) the tiling's own autocorrelation peaks. Duplicates are dropped;
+    at most LATTICE_TRIES."""
     period = TILE * unit(*shape[:2]) * factor
     out = [np.eye(2) * period] if as_labelled else []
-    for m in _template_lattices(r, period):
+    found = _template_lattices(r, period)
+    if as_labelled:
+        found += _autocorr_lattices(r)
+    for m in found:
         if _plausible(m) and all(not _same_lattice(m, f) for f in out):
             out.append(m)
     return out[:LATTICE_TRIES]
+
+
+def _autocorr_lattices(r: np.ndarray) -> list[np.ndarray]:
+    """Lattices from the residual's autocorrelation: the tiled chips repeat, so it peaks at
+    every period vector, with all of the chips' energy (the template holds less than half
+    of the mark's, and texture near its frequencies can hide it). The spectrum is whitened
+    and its strongest lines clipped first (the template's gratings would ripple the whole
+    map), a peak and its quarter-turned partner are scored together, a multiple of the period
+    gives way to the fundamental, and each vector is refined on all of its multiples in the
+    window (to ~0.1%, which folding many periods needs)."""
+    import cv2
+    from scipy import fft
+
+    h, w = r.shape
+    n = min(h, w, AC_WINDOW)
+    n -= 1 - n % 2  # odd: the zero lag is a pixel, and a quarter turn maps the map onto itself
+    y0, x0 = (h - n) // 2, (w - n) // 2
+    win = r[y0 : y0 + n, x0 : x0 + n].astype(np.float32)
+    spec = fft.rfft2(win - win.mean())
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)
+    power = np.minimum(power / (cv2.GaussianBlur(power, (0, 0), 4.0) + 1e-6), 6.0)
+    acf = np.fft.fftshift(fft.irfft2(power, s=(n, n)).astype(np.float32))
+    acf = cv2.GaussianBlur(acf / max(float(acf[n // 2, n // 2]), 1e-9), (0, 0), 0.6)
+    both = acf + np.rot90(acf)  # a lattice vector and its partner turned by 90 degrees
+    c = n // 2
+    peaks = _lag_ring(n) & (both == cv2.dilate(both, np.ones((5, 5), np.uint8)))
+    ys, xs = np.nonzero(peaks)
+    top = np.argsort(-both[ys, xs])[:AC_PEAKS]
+    points = [complex(xs[o] - c, ys[o] - c) for o in top]
+    weights = [float(both[ys[o], xs[o]]) for o in top]
+    # every lattice point peaks, not only the period vectors: each strong peak is g times a
+    # period vector b for some Gaussian integer g (the lattice is square). The candidates b
+    # are the strong peaks divided by small g; each is scored by the weight of the peaks it
+    # explains, and among equals the longest wins (halving b explains the same peaks).
+    cands = {}
+    for p in points[:AC_TRIES]:
+        for g in (1, *_GAUSSIAN):
+            b = p / g
+            if abs(b) < 0.9 * PERIOD_MIN:
+                continue
+            b *= 1j ** -round(math.atan2(b.imag, b.real) / (math.pi / 2))  # into [-45, 45)
+            near = [abs(pt - complex(round((pt / b).real), round((pt / b).imag)) * b) for pt in points]
+            score = sum(w for w, e in zip(weights, near, strict=True) if e <= 1.5)
+            cands[(round(b.real, 1), round(b.imag, 1))] = (score, abs(b), b)
+    out: list[np.ndarray] = []
+    for _, _, b in sorted(cands.values(), key=lambda t: (-t[0], -t[1])):
+        v = _refine_period(acf, np.array([b.real, b.imag]))
+        m = np.column_stack([v, [-v[1], v[0]]])
+        if not _plausible(m) or any(_same_lattice(m, u) for u in out):
+            continue
+        out.append(m)
+        if len(out) == AC_TRIES:
+            break
+    return out
+
+
+# Gaussian integers i + j*1j of norm 2..20 (one per quarter-turn class), largest first
+_GAUSSIAN = sorted(
+    {complex(i, j) for i in range(1, 5) for j in range(0, 5) if 2 <= i * i + j * j <= 20},
+    key=lambda g: -abs(g),
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _lag_ring(n: int) -> np.ndarray:
+    """The lags of an n x n centred map that can be a period vector: length in the searched
+    range, angle in [-45, 45) degrees (the other three quarters are the same lattice)."""
+    c = n // 2
+    yy, xx = np.mgrid[-c : c + 1, -c : c + 1]
+    radius, angle = np.hypot(xx, yy), np.arctan2(yy, xx)
+    ring = (radius >= PERIOD_MIN) & (radius <= min(PERIOD_MAX, c - 4))
+    ring &= (angle >= -math.pi / 4) & (angle < math.pi / 4)
+    ring.setflags(write=False)
+    return ring
+
+
+def _refine_period(acf: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The period vector by least squares over its multiples' peaks (sub-pixel each)."""
+    c = acf.shape[0] // 2
+    num, den, k = np.zeros(2), 0.0, 1
+    while np.max(np.abs(k * v)) <= c - 3:
+        q = _peak_at(acf, *(k * v), acf.shape[0])
+        num, den = num + k * q, den + k * k
+        v = num / den  # the estimate so far guides the search for the next multiple
+        k += 1
+    return v
 
 
 def _plausible(m: np.ndarray) -> bool:
@@ -533,10 +651,12 @@ def _align(fold: np.ndarray, only=None) -> tuple[float, tuple, tuple[int, int], 
     if only is not None:
         keep = names.index(only)
         names, stack = [only], stack[keep : keep + 1]
-    fft2, ifft2 = np.fft.fft2, np.fft.ifft2
-    hfilt = np.real(ifft2(fft2(stack) * lay["kernel_f"]))  # each fold correlated with a chip
-    score = np.real(ifft2(fft2(hfilt) * lay["pilot_f"]))
-    norm2 = np.real(ifft2(fft2(hfilt * hfilt) * lay["ind_f"]))
+    from scipy.fft import fft2, ifft2  # single precision, half the work of numpy's
+
+    stack = stack.astype(np.float32)
+    hfilt = ifft2(fft2(stack) * lay["kernel_f32"]).real  # each fold correlated with a chip
+    score = ifft2(fft2(hfilt) * lay["pilot_f32"]).real.astype(np.float64)
+    norm2 = ifft2(fft2(hfilt * hfilt) * lay["ind_f32"]).real.astype(np.float64)
     z = score / np.sqrt(np.maximum(norm2, 1e-12))
     z[norm2 <= 1e-9] = 0.0
     k, i, j = np.unravel_index(int(np.argmax(z)), z.shape)
@@ -745,8 +865,9 @@ def decode(rgb: np.ndarray) -> WatermarkResult:
 
 
 def _views(a: np.ndarray):
-    """The bounded view, then (for copies that may have been upscaled) the same at half size,
-    where an enlarged mark is back at the frequencies it was made for."""
+    """The bounded view, then (for a large view, which may hold an upscaled copy) the same at
+    half size, where an enlarged mark is back at the frequencies it was made for. (A smaller
+    view needs no second look: its autocorrelation finds periods up to ``PERIOD_MAX``.)"""
     import cv2
 
     view, factor = _view(a)
