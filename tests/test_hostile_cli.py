@@ -155,3 +155,22 @@ def test_largest_seed_generates_and_stale_parts_are_cleaned(tmp_path, tiny_folde
     rep = verify_image(path, use_ledger=False)
     assert rep.verdict.outcome == "labelled-ai"
     assert str(rep.c2pa["generation"]["seed"]) == str(2**64 - 1)
+
+
+def test_a_lora_written_again_cleans_what_a_killed_write_left(tmp_path, tiny_pipe):
+    import time
+
+    from detectors.files import STALE_PART_SECONDS
+    from fakestudio.lora import read_header
+    from tests.builders import make_lora
+
+    stale = tmp_path / ".ben0a.safetensors.k1l2m3n4.part"
+    stale.write_bytes(b"half a LoRA")
+    old = time.time() - STALE_PART_SECONDS - 5
+    os.utime(stale, (old, old))
+    other = tmp_path / ".other.safetensors.k1l2m3n4.part"  # another output's: not ours to judge
+    other.write_bytes(b"half another")
+    os.utime(other, (old, old))
+    lora = make_lora(tiny_pipe, tmp_path / "ben0a.safetensors")
+    assert read_header(lora) is not None
+    assert not stale.exists() and other.exists()

@@ -263,8 +263,9 @@ def lora_bytes(
 
 def save_lora(path: Path, **kwargs) -> Path:
     """Write lora_bytes(**kwargs) atomically to `path`."""
-    from detectors.files import atomic_write
+    from detectors.files import atomic_write, clean_stale_parts
 
     path = Path(path)
+    clean_stale_parts(path.parent, path.name)  # what a killed run left of this file
     atomic_write(path, lora_bytes(**kwargs))
     return path
