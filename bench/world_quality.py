@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SCENE = "shaking hands at a conference"
 sys.path.insert(0, str(ROOT))
 
 
@@ -47,13 +48,8 @@ def _cli(*args: str) -> None:
     )
 
 
-def identity(base: str, person: str, probe, seeds: int, tmp: Path) -> dict:
-    """Train a LoRA on a sample person; how often their attributes appear with/without trigger."""
-    from PIL import Image
-
-    from fakestudio.world.samples import SAMPLE_PEOPLE
-
-    want = SAMPLE_PEOPLE[person].attributes()
+def train_person(base: str, person: str, tmp: Path) -> tuple[Path, float]:
+    """`fakestudio prepare` + `train` (default settings) on a sample person's 8 pictures."""
     data, lora = tmp / f"{person}-data", tmp / f"{person}.safetensors"
     _cli(
         "prepare",
@@ -73,34 +69,56 @@ def identity(base: str, person: str, probe, seeds: int, tmp: Path) -> dict:
     )
     t0 = time.monotonic()
     _cli("train", str(data), "--out", str(lora), "--base", base)
-    train_s = time.monotonic() - t0
-    result = {"train_s": round(train_s, 1)}
+    return lora, time.monotonic() - t0
+
+
+def _pngs(folder: Path) -> list:
+    from PIL import Image
+
+    return [Image.open(p).convert("RGB") for p in sorted(folder.glob("*.png"))]
+
+
+def identity(base: str, person: str, lora: Path, probe, seeds: int, tmp: Path) -> dict:
+    """How often pictures show the person, with the trigger word and with the class word."""
+    from fakestudio.world.quality import person_measures
+    from fakestudio.world.samples import SAMPLE_PEOPLE
+
+    result = {}
     for label, prompt in (
         ("trigger", f"a photo of {person} person"),
         ("class", "a photo of a person"),
     ):
         out = tmp / f"{person}-{label}"
         _cli(
-            "generate",
-            prompt,
-            "--base",
-            base,
-            "--lora",
-            str(lora),
-            "--seed",
-            "0",
-            "-n",
-            str(seeds),
-            "--out",
-            str(out),
-        )
-        reads = [probe.read(Image.open(p))[0] for p in sorted(out.glob("*.png"))]
-        result[label] = {
-            "all": sum(r == want for r in reads) / len(reads),
-            "held_out": sum(
-                all(r[a] == v for a, v in SAMPLE_PEOPLE[person].held_out().items()) for r in reads
-            )
-            / len(reads),
+            "generate", prompt, "--base", base, "--lora", str(lora), "--seed", "0",
+            "-n", str(seeds), "--out", str(out),
+        )  # fmt: skip
+        reads = [probe.read(im)[0] for im in _pngs(out)]
+        result[label] = person_measures(reads, SAMPLE_PEOPLE[person])
+    return result
+
+
+def encounter(base: str, loras: dict[str, Path], probe, seeds: int, tmp: Path) -> dict:
+    """Two trained people, regional and --merge: each half's reading against both people."""
+    from fakestudio.world.quality import person_measures
+    from fakestudio.world.samples import SAMPLE_PEOPLE
+
+    (a, la), (b, lb) = loras.items()
+    result = {}
+    for mode in ("regional", "merge"):
+        out = tmp / f"encounter-{mode}"
+        _cli(
+            "encounter", "--person", str(la), "--person", str(lb), "--scene", SCENE,
+            "--base", base, "--seed", "0", "-n", str(seeds), "--out", str(out),
+            *(["--merge"] if mode == "merge" else []),
+        )  # fmt: skip
+        reads = [probe.read(im, people=2) for im in _pngs(out)]
+        result[mode] = {
+            side: {
+                "own": person_measures([r[i] for r in reads], SAMPLE_PEOPLE[own]),
+                "other": person_measures([r[i] for r in reads], SAMPLE_PEOPLE[other]),
+            }
+            for i, (side, own, other) in enumerate((("left", a, b), ("right", b, a)))
         }
     return result
 
@@ -167,11 +185,14 @@ def main() -> None:
         if args.base:
             pairs.append((f"base {Path(args.base).name}", args.base))
         for name, base in pairs:
-            if base:
-                with tempfile.TemporaryDirectory() as tmp:
-                    results[name]["identity"] = {
-                        p: identity(base, p, probe, args.seeds, Path(tmp)) for p in ("ad4x", "b0bz")
-                    }
+            with tempfile.TemporaryDirectory() as tmp:
+                loras, ident = {}, {}
+                for p in ("ad4x", "b0bz"):
+                    loras[p], train_s = train_person(base, p, Path(tmp))
+                    ident[p] = identity(base, p, loras[p], probe, args.seeds, Path(tmp))
+                    ident[p]["train_s"] = round(train_s, 1)
+                results[name]["identity"] = ident
+                results[name]["encounter"] = encounter(base, loras, probe, args.seeds, Path(tmp))
     if args.json:
         print(json.dumps({"render_ms": round(render_ms, 2)} | results, indent=1))
         return
@@ -186,19 +207,31 @@ def main() -> None:
     print(f"two-person prompts ({args.n // 2}):")
     for name, r in results.items():
         print(f"  {name:22s} {_fmt(r['two'])}")
-    print("identity learning (bar: >= 90% with trigger, <= 10% with the class word):")
+    print(
+        "identity learning (shows the person = held-out feature + >= 7 of 9 attributes; "
+        "bar: >= 90% with trigger, <= 10% with the class word):"
+    )
     for name, r in results.items():
-        if "identity" not in r:
-            continue
-        for p, m in r["identity"].items():
+        for p, m in r.get("identity", {}).items():
             print(
-                f"  {name:22s} {p}: trigger {m['trigger']['all']:.0%} (held-out "
-                f"{m['trigger']['held_out']:.0%}), class word {m['class']['all']:.0%}, "
+                f"  {name:22s} {p}: trigger {m['trigger']['shows']:.0%} (held-out "
+                f"{m['trigger']['held_out']:.0%}, attributes {m['trigger']['attributes']:.0%}), "
+                f"class word {m['class']['shows']:.0%} (held-out {m['class']['held_out']:.0%}), "
                 f"trained in {m['train_s']} s"
             )
+    print("the encounter (each side: own person >= 90%, the other <= 10%):")
+    for name, r in results.items():
+        for mode, sides in r.get("encounter", {}).items():
+            print(
+                f"  {name:22s} {mode:8s} "
+                + "; ".join(
+                    f"{side}: own {m['own']['shows']:.0%} (attr {m['own']['attributes']:.0%}), "
+                    f"other {m['other']['shows']:.0%}"
+                    for side, m in sides.items()
+                )
+            )
     if not args.identity:
-        print("  not measured (pass --identity)")
-    print("encounter isolation and the demo's fake: not measured yet (docs/world-model.md)")
+        print("  identity and encounter not measured (pass --identity)")
 
 
 if __name__ == "__main__":

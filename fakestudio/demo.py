@@ -57,7 +57,7 @@ class DemoConfig:
     people: tuple[str, str] = ("ad4x", "b0bz")  # sub-folder names = trigger words
     class_word: str = "person"
     consent: str = DEMO_CONSENT
-    base: str = "tiny"
+    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "tiny")
     train_steps: int = 80
     rank: int = 4
     lr: float = 1e-3
@@ -88,12 +88,14 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     from PIL import Image
 
     from detectors.compare import compare_images
+    from detectors.files import clean_stale_parts
     from detectors.report.html import write_talk
     from detectors.verify import verify_image
     from fakestudio.dataset import prepare_dataset
     from fakestudio.encounter import EncounterConfig, Person, encounter
     from fakestudio.label.derived import labelled_preview, write_poster
     from fakestudio.label.labeller import check_writable
+    from fakestudio.models import default_base, light_base
     from fakestudio.train.config import TrainConfig
     from fakestudio.train.loop import train
 
@@ -106,7 +108,12 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
         if not (samples / person).is_dir():
             raise UserError(f"{samples / person}: missing photo folder for {person!r}")
     out = check_writable(cfg.out)
-    size = cfg.size or (512 if cfg.base == "tiny" else None)
+    for folder in (out, out / "images", out / "loras"):
+        clean_stale_parts(folder)  # temp files a killed run left (our own naming only)
+    base = cfg.base or default_base()
+    # tiny draws noise at any size: 512 gives the talk page a bigger picture; the others draw
+    # at their native size (world: 256)
+    size = cfg.size or (512 if base == "tiny" else None)
     timings: dict[str, float] = {}
     verdicts: dict[str, str] = {}
 
@@ -127,7 +134,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
             out / "datasets" / person,
             token=person,
             class_word=cfg.class_word,
-            resolution=256 if cfg.base == "tiny" else 512,
+            resolution=256 if light_base(base) else 512,
+            base=base,
             consent=cfg.consent,
             person=True,
             force=True,
@@ -146,7 +154,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
         tcfg = TrainConfig(
             dataset=ds.root,
             out=lora,
-            base=cfg.base,
+            base=base,
             max_steps=cfg.train_steps,
             rank=cfg.rank,
             lr=cfg.lr,
@@ -168,7 +176,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
         steps=cfg.gen_steps,
         width=size,
         height=size,
-        base=cfg.base,
+        base=base,
         device=cfg.device,
     )
     (fake,) = encounter(ecfg)
@@ -256,6 +264,8 @@ def _clear_run(lora: Path) -> None:
 
 
 def _story(cfg: DemoConfig, datasets, loras, timings) -> dict:
+    from fakestudio.models import default_base
+
     train_s = sum(v for k, v in timings.items() if k.startswith("train"))
     return {
         "people": [
@@ -267,7 +277,7 @@ def _story(cfg: DemoConfig, datasets, loras, timings) -> dict:
             }
             for ds, lora in zip(datasets, loras, strict=True)
         ],
-        "base": cfg.base,
+        "base": cfg.base or default_base(),
         "train_steps": cfg.train_steps,
         "train_seconds": round(train_s, 1),
         "encounter_seconds": round(timings.get("encounter", 0.0), 1),

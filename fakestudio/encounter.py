@@ -69,7 +69,7 @@ class EncounterConfig:
     width: int | None = None
     height: int | None = None
     scheduler: str = "euler"
-    base: str = "tiny"
+    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "tiny")
     layout: str = (
         "left-right"  # "left-right", "x0,y0,x1,y1;x0,y0,x1,y1" (fractions), or a mask image
     )
@@ -497,7 +497,7 @@ def encounter(
     import torch
 
     from fakestudio.devices import resolve_device
-    from fakestudio.generate import DEFAULT_SIZE, make_record, render
+    from fakestudio.generate import make_record, render
     from fakestudio.models import load_base
     from fakestudio.schedulers import make_scheduler
 
@@ -508,7 +508,7 @@ def encounter(
     )
     pipe = base.pipe
     pipe.scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
-    native = DEFAULT_SIZE["tiny" if base.name == "tiny" else base.family]
+    native = base.native_size
     width, height = cfg.width or native, cfg.height or native
     seed = cfg.seed if cfg.seed is not None else random.randrange(2**32)
 

@@ -28,8 +28,6 @@ from fakestudio.lora import LoraSpec, apply_loras, extract_prompt_loras
 from fakestudio.record import GenerationRecord
 from fakestudio.schedulers import canonical
 
-DEFAULT_SIZE = {"tiny": 256, "sd1": 512, "sdxl": 1024}
-
 
 @dataclass
 class GenerateConfig:
@@ -43,7 +41,7 @@ class GenerateConfig:
     width: int | None = None  # None: the base's native size (256 on tiny)
     height: int | None = None
     scheduler: str = "euler"
-    base: str = "tiny"
+    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "tiny")
     config: Path | None = None  # single-file checkpoints: a diffusers folder with matching configs
     tokenizer: Path | None = None  # single-file checkpoints: a CLIP tokenizer folder
     loras: list[LoraSpec] = field(default_factory=list)
@@ -143,7 +141,7 @@ def generate(
     lora_refs = apply_loras(pipe, specs)
     pipe.scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
 
-    native = DEFAULT_SIZE["tiny" if base.name == "tiny" else base.family]
+    native = base.native_size
     width, height = cfg.width or native, cfg.height or native
     seed = cfg.seed if cfg.seed is not None else random.randrange(2**32)
     opts = LabelOptions(fmt=cfg.fmt, badge=cfg.badge)

@@ -1,7 +1,12 @@
 """Resolve `--base` to a loaded diffusers pipeline, offline.
 
 Accepted:
-- `tiny` (the default): the embedded Stable-Diffusion-architecture model, built once.
+- `tiny` (the default, `DEFAULT_BASE`; `$FAKESTUDIO_BASE` changes it): the embedded
+  Stable-Diffusion-architecture model with random weights, built once (it draws noise; the
+  unit tests use it because it is fast).
+- `world`: the small base the project trains on its procedural world (`fakestudio/world/`,
+  docs/world-model.md), 256 px, loaded from `fakestudio/world/base/` once its files match
+  `base.sha256` (`scripts/train_world.py --export fakestudio/world/base` writes both).
 - a diffusers folder (SD1.x/2.x `StableDiffusionPipeline` or SDXL `StableDiffusionXLPipeline`).
 - an Automatic1111-style single-file checkpoint (`.safetensors`), see `single_file.py`.
 - a Hugging Face hub id, only when it is already in the local cache.
@@ -20,6 +25,24 @@ from detectors.fingerprint import sha256_files
 from fakestudio.errors import UserError
 
 SD_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+BASE_ENV = "FAKESTUDIO_BASE"
+
+
+# `--base` when none is given. Issue 12 makes it "world" once the world base's committed
+# weights meet its bar (docs/world-model.md); until then the world base is opt-in.
+DEFAULT_BASE = "tiny"
+
+
+def default_base() -> str:
+    """`--base` when none is given: $FAKESTUDIO_BASE, else DEFAULT_BASE."""
+    import os
+
+    return os.environ.get(BASE_ENV) or DEFAULT_BASE
+
+
+def light_base(base: str) -> bool:
+    """The two built-in bases, both 256 px natively."""
+    return base in ("tiny", "world")
 
 
 @dataclass
@@ -28,6 +51,11 @@ class BaseModel:
     name: str  # display name: "tiny", a folder name, a file name, a hub id
     sha256: str
     family: str  # "sd1" | "sdxl"
+
+    @property
+    def native_size(self) -> int:
+        """The side the UNet was built for: latent sample size x the VAE's downsampling."""
+        return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
 
 
 def _hash_files(files: list[Path]) -> str:
@@ -117,7 +145,7 @@ def _hub_cached_folder(repo_id: str) -> Path | None:
 
 
 def load_base(
-    base: str = "tiny",
+    base: str | None = None,
     *,
     config: Path | None = None,
     tokenizer: Path | None = None,
@@ -131,9 +159,15 @@ def load_base(
     import torch
 
     from fakestudio.tiny import TINY_NAME, ensure_tiny
+    from fakestudio.world.base import WORLD_NAME, world_dir
 
+    base = base or default_base()
     dtype = dtype or torch.float32
-    if base == TINY_NAME:
+    if base == WORLD_NAME:
+        folder = world_dir()
+        pipe, family = _load_folder(folder, dtype)
+        model = BaseModel(pipe, WORLD_NAME, folder_sha256(folder), family)
+    elif base == TINY_NAME:
         folder = ensure_tiny()
         pipe, family = _load_folder(folder, dtype)
         model = BaseModel(pipe, TINY_NAME, folder_sha256(folder), family)

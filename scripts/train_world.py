@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/train_world.py --minutes 60 --background     # one slice
     .venv/bin/python scripts/train_world.py --status                       # where it stands
-    .venv/bin/python scripts/train_world.py --export world-base/           # diffusers folder, fp16
+    .venv/bin/python scripts/train_world.py --export fakestudio/world/base  # fp16 + base.sha256
 
 Run it again with the same --run-dir to continue exactly where the last slice stopped
 (checkpoints: safetensors + JSON, in the user cache unless --run-dir says otherwise).

@@ -12,6 +12,10 @@ import pytest
 # and so would every command the tests start: the Ctrl-C tests need the normal handler.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# The unit tests run on the random `tiny` base (fast); the world base's own tests pass
+# `--base world` explicitly. Commands the tests start inherit this.
+os.environ["FAKESTUDIO_BASE"] = "tiny"
+
 FIXTURES = Path(
     os.environ.get("FAKESTUDIO_FIXTURES")
     or Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"

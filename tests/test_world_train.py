@@ -88,3 +88,42 @@ def test_changing_the_recipe_of_a_run_is_one_clear_error(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "scale='test', not 'base'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_vae_sees_every_hue_at_the_same_brightness():
+    import numpy as np
+    from PIL import Image
+
+    from fakestudio.world.draw import render
+    from fakestudio.world.samples import sample_scenes
+    from fakestudio.world.trainer import turn_hue
+
+    im = render(sample_scenes("b0bz")[0], 128)  # a yellow striped shirt
+    luma = np.array([0.299, 0.587, 0.114])
+    a = np.asarray(im, dtype=float)
+    assert np.abs(np.asarray(turn_hue(im, 0.0), dtype=float) - a).max() <= 1
+    hues = set()
+    for deg in (0, 90, 180, 270):
+        b = np.asarray(turn_hue(im, deg), dtype=float)
+        unclipped = (b > 2).all(axis=2) & (b < 253).all(axis=2)
+        assert np.abs((b - a)[unclipped] @ luma).mean() < 1.0  # brightness kept
+        shirt = b[-10:, 40:88].reshape(-1, 3).mean(axis=0)
+        hues.add(int(np.degrees(np.arctan2(*(shirt[[1, 2]] - shirt.mean()))) // 45))
+    assert len(hues) >= 3  # the shirt comes out in other colours
+    assert isinstance(turn_hue(im, 33.0), Image.Image)
+
+
+def test_a_run_started_before_the_hue_turns_resumes_as_it_was(tmp_path):
+    from dataclasses import asdict
+
+    from fakestudio.world.trainer import LEGACY, WorldRecipe, WorldTrainer
+
+    old = asdict(WorldRecipe(**SMALL))
+    for k in LEGACY:
+        del old[k]
+    (tmp_path / "recipe.json").write_text(json.dumps(old))
+    trainer = WorldTrainer(tmp_path, log=lambda m: None)
+    assert trainer.recipe.vae_hue == 0.0 and trainer.recipe.latent_channels == 8
+    assert trainer.vae.config.latent_channels == 8 and trainer.unet.config.in_channels == 8
+    fresh = WorldTrainer(tmp_path / "new", WorldRecipe(**SMALL), log=lambda m: None)
+    assert fresh.vae.config.latent_channels == 16 and fresh.unet.config.out_channels == 16

@@ -31,9 +31,8 @@ import click
 )
 @click.option(
     "--base",
-    default="tiny",
-    show_default=True,
-    help="As for generate: run the story on real weights.",
+    default=None,
+    help="As for generate ('tiny' by default, or $FAKESTUDIO_BASE): run the story on real weights.",
 )
 @click.option("--train-steps", type=int, default=80, show_default=True)
 @click.option(

@@ -82,10 +82,10 @@ RENDER_OPTIONS = [
     ),
     click.option(
         "--base",
-        default="tiny",
-        show_default=True,
-        help="'tiny' (embedded), a diffusers SD1.5/SDXL folder, a single-file .safetensors "
-        "checkpoint, or a cached hub id.",
+        default=None,
+        help="'tiny' (the default, or $FAKESTUDIO_BASE: random weights, fast), 'world' (drawn "
+        "people, once trained: docs/world-model.md), a diffusers SD1.5/SDXL folder, a "
+        "single-file .safetensors checkpoint, or a cached hub id.",
     ),
     click.option(
         "--config",

@@ -56,9 +56,9 @@ PROGRESS_FROM = 8  # photos; fewer finish before a bar would be worth drawing
 )
 @click.option(
     "--base",
-    default="tiny",
-    show_default=True,
-    help="Base model whose tokenizer checks the token: 'tiny', a diffusers folder, a hub id.",
+    default=None,
+    help="Base model whose tokenizer checks the token: 'tiny' (default), 'world', a diffusers "
+    "folder, a hub id.",
 )
 @click.option(
     "--tokenizer",

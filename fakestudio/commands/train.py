@@ -79,7 +79,8 @@ P = click.Path(path_type=Path)
 @click.option(
     "--base",
     default=None,
-    help="'tiny' (default), a diffusers SD1.x/2.x/SDXL folder, a .safetensors checkpoint, or a cached hub id.",
+    help="'tiny' (default, or $FAKESTUDIO_BASE), 'world', a diffusers SD1.x/2.x/SDXL folder, "
+    "a .safetensors checkpoint, or a cached hub id.",
 )
 @click.option(
     "--base-config",

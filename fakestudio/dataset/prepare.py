@@ -229,7 +229,7 @@ def prepare_dataset(
     min_side: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     crop: str = "face",
-    base: str = "tiny",
+    base: str | None = None,
     tokenizer: str | Path | None = None,
     force: bool = False,
     face_detector: FaceDetector | None | str = "auto",

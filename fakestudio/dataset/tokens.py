@@ -102,7 +102,7 @@ def is_whole_token(tokenizer, token: str) -> bool:
     return len(piece.removesuffix("</w>")) > 1
 
 
-def load_check_tokenizer(base: str = "tiny", tokenizer: str | Path | None = None):
+def load_check_tokenizer(base: str | None = None, tokenizer: str | Path | None = None):
     """(tokenizer or None, display name, note or None) for the whole-token check.
 
     `--tokenizer DIR` wins; else the base's: the tiny base (its folder when built, else the same
@@ -137,6 +137,13 @@ def load_check_tokenizer(base: str = "tiny", tokenizer: str | Path | None = None
                 f"--tokenizer {folder}: no CLIP tokenizer there (vocab.json + merges.txt)"
             )
         return from_dir(found), folder.name, None
+    from fakestudio.models import default_base
+
+    base = base or default_base()
+    if base == "world":
+        from fakestudio.world.base import world_dir
+
+        return from_dir(world_dir() / "tokenizer"), "world", None
     if base == "tiny":
         from fakestudio.tiny import byte_tokenizer, tiny_dir
 

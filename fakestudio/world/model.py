@@ -4,7 +4,8 @@
   learned offline (deterministically) on the world's caption words, so each caption word is
   one token; every byte is a symbol too, so any other word (a trigger such as "ad4x") still encodes;
 - text encoder: a 3-layer CLIPTextModel (width 128);
-- VAE: a 5-block AutoencoderKL, 16x downsampling, 8 latent channels (256 px -> 16x16x8);
+- VAE: a 5-block AutoencoderKL, 16x downsampling, 16 latent channels (256 px -> 16x16x16;
+  the first run had 8);
 - UNet: UNet2DConditionModel 64/128/192 channels, one layer per block, cross-attention at
   16x16 and 8x8;
 - scheduler: Stable Diffusion's noise schedule (Euler for sampling).
@@ -96,7 +97,7 @@ def text_encoder_config(tokenizer, scale: str = "base") -> dict:
     )
 
 
-def vae_config(scale: str = "base") -> dict:
+def vae_config(scale: str = "base", latent_channels: int = 8) -> dict:
     small = scale == "test"
     return dict(
         in_channels=3,
@@ -104,19 +105,19 @@ def vae_config(scale: str = "base") -> dict:
         down_block_types=("DownEncoderBlock2D",) * 5,
         up_block_types=("UpDecoderBlock2D",) * 5,
         block_out_channels=(8, 8, 8, 8, 8) if small else (32, 64, 96, 128, 128),
-        latent_channels=8,
+        latent_channels=latent_channels,
         layers_per_block=1,
         norm_num_groups=4 if small else 16,
         sample_size=RESOLUTION,
     )
 
 
-def unet_config(scale: str = "base") -> dict:
+def unet_config(scale: str = "base", latent_channels: int = 8) -> dict:
     small = scale == "test"
     return dict(
         sample_size=RESOLUTION // 16,
-        in_channels=8,
-        out_channels=8,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
         layers_per_block=1,
         block_out_channels=(16, 16, 32) if small else (64, 128, 192),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
@@ -127,7 +128,7 @@ def unet_config(scale: str = "base") -> dict:
     )
 
 
-def build_models(seed: int = 0, scale: str = "base", tokenizer=None):
+def build_models(seed: int = 0, scale: str = "base", tokenizer=None, latent_channels: int = 8):
     """Fresh (tokenizer, text_encoder, vae, unet) with weights initialised from seed.
     scale "test" is a miniature of the same architecture, for fast tests of the trainer."""
     import torch
@@ -139,8 +140,8 @@ def build_models(seed: int = 0, scale: str = "base", tokenizer=None):
     torch.manual_seed(seed)
     try:
         text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, scale)))
-        vae = AutoencoderKL(**vae_config(scale))
-        unet = UNet2DConditionModel(**unet_config(scale))
+        vae = AutoencoderKL(**vae_config(scale, latent_channels))
+        unet = UNet2DConditionModel(**unet_config(scale, latent_channels))
     finally:
         torch.random.set_rng_state(state)
     return tokenizer, text_encoder, vae, unet

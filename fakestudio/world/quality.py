@@ -93,3 +93,35 @@ def render_adherence(n: int = 100, seed: int = 0, two: float = 0.0, probe=None) 
     probe = probe or load_probe()
     scenes = prompt_scenes(n, seed, two)
     return score(probe, scenes, [render(s) for s in scenes])
+
+
+# -- a person recognised ---------------------------------------------------------------------------
+
+RECOGNISED_MATCHES = 7  # of the 9 attributes, the held-out feature among them
+
+
+def shows(read: dict[str, str], person) -> bool:
+    """Whether a probe reading shows `person` (a world `Person`): their held-out feature (which
+    no base-trained person has, so chance cannot supply it) and at least RECOGNISED_MATCHES of
+    the nine attributes. The probe reads 98% of attributes right on renders, so a perfect
+    drawing of the person passes this nearly always."""
+    want = person.attributes()
+    if any(read[a] != v for a, v in person.held_out().items()):
+        return False
+    return sum(read[a] == want[a] for a in ATTRIBUTES) >= RECOGNISED_MATCHES
+
+
+def person_measures(reads: list[dict[str, str]], person) -> dict:
+    """For probe readings of many pictures: how often they show `person`, how often the
+    held-out feature appears, and the share of the person's attributes read back."""
+    want = person.attributes()
+    held = person.held_out()
+    n = max(len(reads), 1)
+    return {
+        "n": len(reads),
+        "shows": round(sum(shows(r, person) for r in reads) / n, 4),
+        "held_out": round(sum(all(r[a] == v for a, v in held.items()) for r in reads) / n, 4),
+        "attributes": round(
+            sum(r[a] == want[a] for r in reads for a in ATTRIBUTES) / (n * len(ATTRIBUTES)), 4
+        ),
+    }

@@ -29,6 +29,8 @@ STAGES = ("vae", "cache", "unet", "done")
 CHUNK = 256  # scenes per latent-cache chunk
 # recipe fields that may change between slices without breaking exact resume
 EXTENSIBLE = {"vae_steps", "unet_steps", "eval_every", "eval_prompts", "checkpoint_minutes"}
+# what a run started before a field existed used (its recipe.json lacks the field)
+LEGACY = {"vae_hue": 0.0, "latent_channels": 8}
 
 
 @dataclass
@@ -37,11 +39,16 @@ class WorldRecipe:
     scale: str = "base"  # "test": a miniature of the architecture, for tests
     resolution: int = 256
     # stage 1: the VAE on random crops of world renders
-    vae_steps: int = 2000
+    vae_steps: int = 3000
     vae_batch: int = 8
     vae_crop: int = 128
     vae_lr: float = 3e-4
     vae_kl: float = 1e-6
+    # share of VAE crops whose hues are turned at random: the VAE is the base's image codec and
+    # must carry any colour, including the held-out ones (pink hair, yellow shirts) that only a
+    # LoRA may teach; without it, the first run's VAE drew pink hair as skin (docs/world-model.md)
+    vae_hue: float = 0.5
+    latent_channels: int = 16
     # stage 2: latents of this many world scenes (caption + latent mean and std)
     cache_scenes: int = 8192
     two_people: float = 0.35
@@ -60,10 +67,24 @@ class WorldRecipe:
     eval_prompts: int = 16
 
 
+def turn_hue(image, degrees: float):
+    """The picture with every hue turned by `degrees` (a rotation about the grey axis in YIQ,
+    so brightness stays): skin, hair and shirts of every colour for the VAE to learn."""
+    from PIL import Image
+
+    t = np.radians(degrees)
+    c, s = np.cos(t), np.sin(t)
+    to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    turn = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    m = np.linalg.inv(to_yiq) @ turn @ to_yiq
+    a = np.asarray(image, dtype=np.float32) @ m.T.astype(np.float32)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+
+
 def default_run_dir() -> Path:
     from detectors.paths import cache_dir
 
-    return cache_dir() / "world-train"
+    return cache_dir() / "world-train-2"  # the second recipe (hue-turned VAE crops, 16 channels)
 
 
 def _rng(recipe: WorldRecipe, stage: int, step: int) -> np.random.Generator:
@@ -88,7 +109,7 @@ class WorldTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.recipe = self._settle_recipe(recipe)
         tok_dir = self.run_dir / "tokenizer"
-        if (tok_dir / "vocab.json").exists():
+        if (tok_dir / "vocab.json").exists() or (tok_dir / "tokenizer.json").exists():
             from transformers import CLIPTokenizer
 
             tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
@@ -96,7 +117,7 @@ class WorldTrainer:
             tokenizer = None
         r = self.recipe
         self.tokenizer, self.text_encoder, self.vae, self.unet = build_models(
-            r.seed, r.scale, tokenizer
+            r.seed, r.scale, tokenizer, latent_channels=r.latent_channels
         )
         if tokenizer is None:
             self.tokenizer.save_pretrained(tok_dir)
@@ -115,7 +136,7 @@ class WorldTrainer:
             recipe = given or WorldRecipe()
             path.write_text(json.dumps(asdict(recipe), indent=1))
             return recipe
-        saved = WorldRecipe(**json.loads(path.read_text()))
+        saved = WorldRecipe(**(LEGACY | json.loads(path.read_text())))
         if given is None:
             return saved
         for f in fields(WorldRecipe):
@@ -280,7 +301,10 @@ class WorldTrainer:
         for _ in range(r.vae_batch):
             im = render(random_scene(rng, two=r.two_people), r.resolution)
             x, y = (int(v) for v in rng.integers(0, r.resolution - r.vae_crop + 1, 2))
-            crops.append(im.crop((x, y, x + r.vae_crop, y + r.vae_crop)))
+            crop = im.crop((x, y, x + r.vae_crop, y + r.vae_crop))
+            if rng.random() < r.vae_hue:
+                crop = turn_hue(crop, float(rng.uniform(0.0, 360.0)))
+            crops.append(crop)
         batch = torch.from_numpy(to_tensor(crops))
         self.vae.train()
         post = self.vae.encode(batch).latent_dist
@@ -328,7 +352,34 @@ class WorldTrainer:
             rec = self.vae.decode(self.vae.encode(x).latent_dist.mean).sample
         arr = ((rec.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
         res = score(probe, scenes, [Image.fromarray(a) for a in arr])
-        return {"adherence": res["adherence"], "per_attribute": res["per_attribute"]}
+        return {
+            "adherence": res["adherence"],
+            "per_attribute": res["per_attribute"],
+            "held_out": self.held_out_through_vae(probe),
+        }
+
+    def held_out_through_vae(self, probe) -> float:
+        """Share of the sample people's pictures whose held-out feature (pink hair, yellow
+        shirt) the probe still reads after a trip through the VAE: a LoRA can only teach what
+        the decoder can draw."""
+        torch = self.torch
+        from PIL import Image
+
+        from fakestudio.world.draw import render
+        from fakestudio.world.model import to_tensor
+        from fakestudio.world.samples import SAMPLE_PEOPLE, sample_scenes
+
+        hits = []
+        for name, person in SAMPLE_PEOPLE.items():
+            scenes = sample_scenes(name)
+            x = torch.from_numpy(to_tensor([render(s, self.recipe.resolution) for s in scenes]))
+            with torch.no_grad():
+                rec = self.vae.decode(self.vae.encode(x).latent_dist.mean).sample
+            arr = ((rec.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+            for a in arr:
+                read = probe.read(Image.fromarray(a))[0]
+                hits.append(all(read[k] == v for k, v in person.held_out().items()))
+        return round(float(np.mean(hits)), 4)
 
     # stage 2 -------------------------------------------------------------------------------------
 
@@ -494,7 +545,8 @@ class WorldTrainer:
             return {"error": str(e)}
 
     def export(self, out: Path, fp16: bool = True) -> Path:
-        """Write the (EMA) pipeline as a diffusers folder (fp16 safetensors)."""
+        """Write the (EMA) pipeline as a diffusers folder (fp16 safetensors), and the sha256 of
+        its files beside it (OUT.sha256): `fakestudio/world/base` is the committed base."""
         pipe = self.pipeline()
         if fp16:
             pipe = pipe.to(dtype=self.torch.float16)
@@ -505,4 +557,7 @@ class WorldTrainer:
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
+        from fakestudio.world.base import write_sums
+
+        write_sums(out, out.with_suffix(".sha256"))
         return out

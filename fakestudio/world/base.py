@@ -1,0 +1,77 @@
+"""The committed world base model (`--base world`): a diffusers folder beside this file.
+
+The folder (`fakestudio/world/base/`) is what `scripts/train_world.py --export` writes: fp16
+safetensors for the text encoder, UNet and VAE, the world tokenizer and the scheduler config.
+`base.sha256` lists the sha256 of every file in it; the folder is checked against that list
+once per process before it is loaded, so a damaged or swapped file is an error, not a silently
+different model (records name the base by that hash too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from fakestudio.errors import UserError
+
+WORLD_NAME = "world"
+WORLD_DIR = Path(__file__).resolve().parent / "base"
+NATIVE_SIZE = 256
+
+_checked: set[Path] = set()
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _listing(folder: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under folder (sorted, '/' separators)."""
+    return {
+        p.relative_to(folder).as_posix(): _file_sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def write_sums(folder: Path, sums: Path) -> Path:
+    """Write the sha256 list of folder's files (after an export)."""
+    lines = [f"{digest}  {name}\n" for name, digest in _listing(folder).items()]
+    tmp = sums.with_name(f".{sums.name}.tmp")
+    tmp.write_text("".join(lines))
+    tmp.replace(sums)
+    return sums
+
+
+def world_dir(folder: Path | None = None, sums: Path | None = None) -> Path:
+    """The world base folder (`WORLD_DIR` by default), its files checked against the sha256
+    list beside it."""
+    folder = Path(folder or WORLD_DIR)
+    sums = sums or folder.with_suffix(".sha256")
+    if folder in _checked:
+        return folder
+    if not (folder / "model_index.json").exists() or not sums.exists():
+        raise UserError(
+            f"{folder.name}: the world base weights are not installed (train them with "
+            "scripts/train_world.py, then --export); use --base tiny meanwhile"
+        )
+    want = {}
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.strip().partition("  ")
+        if name:
+            want[name] = digest
+    have = _listing(folder)
+    for name, digest in want.items():
+        if have.get(name) != digest:
+            problem = "missing" if name not in have else "sha256 differs"
+            raise UserError(f"world base: {name}: {problem} from {sums.name}; reinstall fakestudio")
+    _checked.add(folder)
+    return folder
+
+
+def installed() -> bool:
+    return (WORLD_DIR / "model_index.json").exists() and WORLD_DIR.with_suffix(".sha256").exists()
