@@ -10,7 +10,8 @@ random `tiny` base (the floor):
      (bar: >= 90% with the trigger, <= 10% without);
   3. the encounter (--encounter): two trained people, 20 seeds, each side's own attributes
      vs the other's (bar: >= 90% / <= 10%), and the same with --merge;
-  4. the demo's fake: not measured here yet (see docs/world-model.md).
+  4. the demo (--demo): `fakestudio demo` on the base; the probe on each half of its fake
+     (left ad4x, right b0bz) says whether both sample people are recognisable.
 
     .venv/bin/python bench/world_quality.py                          # floor + ceiling only
     .venv/bin/python bench/world_quality.py --run-dir ~/.cache/fakestudio/world-train
@@ -123,6 +124,26 @@ def encounter(base: str, loras: dict[str, Path], probe, seeds: int, tmp: Path) -
     return result
 
 
+def demo(base: str, probe, tmp: Path) -> dict:
+    """`fakestudio demo` on this base: does its fake show both sample people (left ad4x, right
+    b0bz, as the demo lays them out), and what the compare page puts beside it."""
+    from PIL import Image
+
+    from fakestudio.demo import DemoConfig, run_demo
+    from fakestudio.world.quality import person_measures
+    from fakestudio.world.samples import SAMPLE_PEOPLE
+
+    t0 = time.monotonic()
+    res = run_demo(DemoConfig(out=tmp / "demo", base=base), say=lambda m: None)
+    seconds = time.monotonic() - t0
+    left, right = probe.read(Image.open(res.encounter).convert("RGB"), people=2)
+    return {
+        "seconds": round(seconds, 1),
+        "left ad4x": person_measures([left], SAMPLE_PEOPLE["ad4x"]),
+        "right b0bz": person_measures([right], SAMPLE_PEOPLE["b0bz"]),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", help="a diffusers folder (an exported world base) to measure")
@@ -134,6 +155,7 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--identity", action="store_true", help="also measure identity learning")
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--demo", action="store_true", help="also run the demo and probe its fake")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("FAKESTUDIO_HOME", tempfile.mkdtemp(prefix="fs-bench-"))
@@ -193,6 +215,12 @@ def main() -> None:
                     ident[p]["train_s"] = round(train_s, 1)
                 results[name]["identity"] = ident
                 results[name]["encounter"] = encounter(base, loras, probe, args.seeds, Path(tmp))
+    if args.demo:
+        for name, base in [("tiny (floor)", "tiny")] + (
+            [(f"base {Path(args.base).name}", args.base)] if args.base else []
+        ):
+            with tempfile.TemporaryDirectory() as tmp:
+                results[name]["demo"] = demo(base, probe, Path(tmp))
     if args.json:
         print(json.dumps({"render_ms": round(render_ms, 2)} | results, indent=1))
         return
@@ -232,6 +260,22 @@ def main() -> None:
             )
     if not args.identity:
         print("  identity and encounter not measured (pass --identity)")
+    print("the demo's fake (the probe on each half; bar: both people recognisable):")
+    for name, r in results.items():
+        if "demo" in r:
+            d = r["demo"]
+            print(
+                f"  {name:22s} "
+                + "; ".join(
+                    f"{k}: {'shown' if m['shows'] else 'not shown'} (attributes "
+                    f"{m['attributes']:.0%})"
+                    for k, m in d.items()
+                    if k != "seconds"
+                )
+                + f"  ({d['seconds']} s for the whole demo)"
+            )
+    if not args.demo:
+        print("  not measured (pass --demo)")
 
 
 if __name__ == "__main__":
