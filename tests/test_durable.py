@@ -106,6 +106,23 @@ def test_the_tiling_alone_gives_the_period(marked):
         assert sum(hits) >= 3, (edit, dict(zip(PHOTOS, hits, strict=True)))
 
 
+def test_texture_at_a_fraction_of_the_period_does_not_win(fixtures_dir):
+    """Stripes repeating at a third and a half of the (enlarged) period put peaks in the
+    autocorrelation that a third or a half of the period explains; scored over all the
+    lattice points it predicts, the true period still comes first (a photo of blinds or
+    bricks lost its mark to this after a crop and resize)."""
+    a = square512(fixtures_dir / "real/DSCN0010.jpg").astype(float)
+    period = 64 * 1.25  # the tile after crop80+resize_back
+    xx = np.arange(512)[None, :, None]
+    for k in (2, 3):
+        a = a + 3 * np.sign(np.sin(2 * np.pi * xx * k * 1.25 / period))
+    m = durable.embed(np.clip(a, 0, 255).astype(np.uint8), "5ab1a77ce5")
+    x = edits.EDITS["crop80+resize_back"](m)
+    first = durable._autocorr_lattices(durable._residual(durable._luma(x)))[0]
+    assert abs(np.sqrt(abs(np.linalg.det(first))) / period - 1) < 0.006
+    assert durable.decode(x).payload == "5ab1a77ce5"
+
+
 def test_a_smooth_picture_fills_its_budget():
     """On a smooth picture the perceptual mask alone would leave the mark far below the PSNR
     budget (and JPEG would erase it): the chips grow, up to FILL_MAX, the template does not."""

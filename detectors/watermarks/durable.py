@@ -527,11 +527,12 @@ def _autocorr_lattices(r: np.ndarray) -> list[np.ndarray]:
     ys, xs = np.nonzero(peaks)
     top = np.argsort(-both[ys, xs])[:AC_PEAKS]
     points = [complex(xs[o] - c, ys[o] - c) for o in top]
-    weights = [float(both[ys[o], xs[o]]) for o in top]
+    floor = float(cv2.dilate(both, np.ones((3, 3), np.uint8))[_lag_ring(n)].mean())
     # every lattice point peaks, not only the period vectors: each strong peak is g times a
     # period vector b for some Gaussian integer g (the lattice is square). The candidates b
-    # are the strong peaks divided by small g; each is scored by the weight of the peaks it
-    # explains, and among equals the longest wins (halving b explains the same peaks).
+    # are the strong peaks divided by small g; each is scored by the map at all the lattice
+    # points it predicts (a third of the period predicts nine times the points, most of them
+    # empty, so texture peaks that fit it do not make it win; see _lattice_score).
     cands = {}
     for p in points[:AC_TRIES]:
         for g in (1, *_GAUSSIAN):
@@ -539,9 +540,9 @@ def _autocorr_lattices(r: np.ndarray) -> list[np.ndarray]:
             if abs(b) < 0.9 * PERIOD_MIN:
                 continue
             b *= 1j ** -round(math.atan2(b.imag, b.real) / (math.pi / 2))  # into [-45, 45)
-            near = [abs(pt - complex(round((pt / b).real), round((pt / b).imag)) * b) for pt in points]
-            score = sum(w for w, e in zip(weights, near, strict=True) if e <= 1.5)
-            cands[(round(b.real, 1), round(b.imag, 1))] = (score, abs(b), b)
+            key = (round(b.real, 1), round(b.imag, 1))
+            if key not in cands:
+                cands[key] = (_lattice_score(both, b, floor), abs(b), b)
     out: list[np.ndarray] = []
     for _, _, b in sorted(cands.values(), key=lambda t: (-t[0], -t[1])):
         v = _refine_period(acf, np.array([b.real, b.imag]))
@@ -552,6 +553,30 @@ def _autocorr_lattices(r: np.ndarray) -> list[np.ndarray]:
         if len(out) == AC_TRIES:
             break
     return out
+
+
+def _lattice_score(both: np.ndarray, b: complex, floor: float) -> float:
+    """How well the square lattice of period vector b fits the (quarter-turn symmetric)
+    autocorrelation map: its value summed over every lattice point b predicts in the map
+    (one per quarter-turn class, the origin excluded), over the square root of their count,
+    like a matched filter: the true lattice has all its points raised, a sub-lattice has
+    mostly empty ones, a multiple too few. Each point is the largest value within a pixel of
+    it, less ``floor``, what that largest value is on average over the map."""
+    c = both.shape[0] // 2
+    reach = c - 3
+    k = int(reach // abs(b)) + 1
+    total, count = 0.0, 0
+    for i in range(0, k + 1):
+        for j in range(-k, k + 1):
+            if i == 0 and j <= 0:
+                continue  # one of each +- pair; the map is symmetric under a half turn
+            p = complex(i, j) * b
+            if abs(p) > reach:
+                continue
+            x, y = int(round(p.real)) + c, int(round(p.imag)) + c
+            total += float(both[y - 1 : y + 2, x - 1 : x + 2].max()) - floor
+            count += 1
+    return total / math.sqrt(count) if count else -np.inf
 
 
 # Gaussian integers i + j*1j of norm 2..20 (one per quarter-turn class), largest first
