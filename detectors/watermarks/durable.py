@@ -527,7 +527,8 @@ def _autocorr_lattices(r: np.ndarray) -> list[np.ndarray]:
     ys, xs = np.nonzero(peaks)
     top = np.argsort(-both[ys, xs])[:AC_PEAKS]
     points = [complex(xs[o] - c, ys[o] - c) for o in top]
-    floor = float(cv2.dilate(both, np.ones((3, 3), np.uint8))[_lag_ring(n)].mean())
+    peak = cv2.dilate(both, np.ones((3, 3), np.uint8))
+    floor = float(peak[_lag_ring(n)].mean())
     # every lattice point peaks, not only the period vectors: each strong peak is g times a
     # period vector b for some Gaussian integer g (the lattice is square). The candidates b
     # are the strong peaks divided by small g; each is scored by the map at all the lattice
@@ -542,7 +543,7 @@ def _autocorr_lattices(r: np.ndarray) -> list[np.ndarray]:
             b *= 1j ** -round(math.atan2(b.imag, b.real) / (math.pi / 2))  # into [-45, 45)
             key = (round(b.real, 1), round(b.imag, 1))
             if key not in cands:
-                cands[key] = (_lattice_score(both, b, floor), abs(b), b)
+                cands[key] = (_lattice_score(peak, b, floor), abs(b), b)
     out: list[np.ndarray] = []
     for _, _, b in sorted(cands.values(), key=lambda t: (-t[0], -t[1])):
         v = _refine_period(acf, np.array([b.real, b.imag]))
@@ -555,28 +556,25 @@ def _autocorr_lattices(r: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _lattice_score(both: np.ndarray, b: complex, floor: float) -> float:
+def _lattice_score(peak: np.ndarray, b: complex, floor: float) -> float:
     """How well the square lattice of period vector b fits the (quarter-turn symmetric)
     autocorrelation map: its value summed over every lattice point b predicts in the map
-    (one per quarter-turn class, the origin excluded), over the square root of their count,
-    like a matched filter: the true lattice has all its points raised, a sub-lattice has
-    mostly empty ones, a multiple too few. Each point is the largest value within a pixel of
-    it, less ``floor``, what that largest value is on average over the map."""
-    c = both.shape[0] // 2
+    (one of each +- pair, the origin excluded), over the square root of their count, like a
+    matched filter: the true lattice has all its points raised, a sub-lattice has mostly
+    empty ones, a multiple too few. ``peak`` is the map's largest value within a pixel of
+    each lag, ``floor`` its mean (what a point with nothing there reads)."""
+    c = peak.shape[0] // 2
     reach = c - 3
     k = int(reach // abs(b)) + 1
-    total, count = 0.0, 0
-    for i in range(0, k + 1):
-        for j in range(-k, k + 1):
-            if i == 0 and j <= 0:
-                continue  # one of each +- pair; the map is symmetric under a half turn
-            p = complex(i, j) * b
-            if abs(p) > reach:
-                continue
-            x, y = int(round(p.real)) + c, int(round(p.imag)) + c
-            total += float(both[y - 1 : y + 2, x - 1 : x + 2].max()) - floor
-            count += 1
-    return total / math.sqrt(count) if count else -np.inf
+    i, j = np.mgrid[0 : k + 1, -k : k + 1]
+    keep = (i > 0) | (j > 0)
+    pts = (i[keep] + 1j * j[keep]) * b
+    pts = pts[np.abs(pts) <= reach]
+    if pts.size == 0:
+        return -np.inf
+    xs = np.rint(pts.real).astype(int) + c
+    ys = np.rint(pts.imag).astype(int) + c
+    return float((peak[ys, xs] - floor).sum() / math.sqrt(pts.size))
 
 
 # Gaussian integers i + j*1j of norm 2..20 (one per quarter-turn class), largest first
