@@ -113,6 +113,28 @@ def test_the_vae_sees_every_hue_at_the_same_brightness():
     assert isinstance(turn_hue(im, 33.0), Image.Image)
 
 
+def test_recoloured_scenes_change_each_region_on_its_own():
+    """The VAE's recoloured scenes: hair and shirt take colours of their own, so pink hair
+    beside ordinary skin (a sample person's held-out feature) is a picture the VAE has met."""
+    import numpy as np
+
+    from fakestudio.world.attributes import COLOURS
+    from fakestudio.world.draw import random_palette, render
+    from fakestudio.world.samples import sample_scenes
+
+    scene = sample_scenes("b0bz")[0]
+    assert np.array_equal(np.asarray(render(scene, 128)), np.asarray(render(scene, 128, COLOURS)))
+    rng = np.random.default_rng(0)
+    one, two = random_palette(rng), random_palette(rng)
+    assert one != two
+    mixed = {**one, "shirt_colour": two["shirt_colour"]}  # only the shirt's colour differs
+    a, b, c = (np.asarray(render(scene, 128, p), dtype=float) for p in (one, two, mixed))
+    changed = np.abs(a - c).max(axis=2) > 12
+    assert 0.05 < changed.mean() < 0.6  # the shirt changed, the rest did not
+    assert (np.abs(a - b).max(axis=2) > 12).mean() > changed.mean() + 0.1
+    assert np.abs(c - b)[changed].mean() < 8  # and it is the other palette's shirt
+
+
 def test_a_run_started_before_the_hue_turns_resumes_as_it_was(tmp_path):
     from dataclasses import asdict
 
@@ -124,6 +146,7 @@ def test_a_run_started_before_the_hue_turns_resumes_as_it_was(tmp_path):
     (tmp_path / "recipe.json").write_text(json.dumps(old))
     trainer = WorldTrainer(tmp_path, log=lambda m: None)
     assert trainer.recipe.vae_hue == 0.0 and trainer.recipe.latent_channels == 8
+    assert trainer.recipe.vae_recolour == 0.0 and trainer.recipe.vae_lr_end == 1.0
     assert trainer.vae.config.latent_channels == 8 and trainer.unet.config.in_channels == 8
     fresh = WorldTrainer(tmp_path / "new", WorldRecipe(**SMALL), log=lambda m: None)
     assert fresh.vae.config.latent_channels == 16 and fresh.unet.config.out_channels == 16

@@ -74,8 +74,8 @@ def _background(kind: str, S: int, rng: np.random.Generator) -> Image.Image:
     raise ValueError(f"unknown background {kind!r}")
 
 
-def _shirt(img: Image.Image, p: Person, box, S: int) -> None:
-    colour = COLOURS["shirt_colour"][p.shirt_colour]
+def _shirt(img: Image.Image, p: Person, box, S: int, palette=COLOURS) -> None:
+    colour = palette["shirt_colour"][p.shirt_colour]
     mask = Image.new("L", img.size, 0)
     ImageDraw.Draw(mask).ellipse(box, fill=255)
     layer = Image.new("RGB", img.size, colour)
@@ -98,21 +98,28 @@ def _shirt(img: Image.Image, p: Person, box, S: int) -> None:
 
 
 def draw_person(
-    img: Image.Image, p: Person, cx: float, cy: float, fh: float, rng: np.random.Generator
+    img: Image.Image,
+    p: Person,
+    cx: float,
+    cy: float,
+    fh: float,
+    rng: np.random.Generator,
+    palette=COLOURS,
 ) -> dict:
-    """Draw one person with the face centred on (cx, cy), face half-height fh (pixels).
+    """Draw one person with the face centred on (cx, cy), face half-height fh (pixels), in
+    the colours of ``palette`` (attribute -> value -> RGB; the world's own by default).
 
     Returns the person's shoulder points (for arms)."""
     d = ImageDraw.Draw(img)
     S = img.size[0]
-    skin = COLOURS["skin"][p.skin]
-    hair = COLOURS["hair_colour"][p.hair_colour]
-    eye = COLOURS["eyes"][p.eyes]
+    skin = palette["skin"][p.skin]
+    hair = palette["hair_colour"][p.hair_colour]
+    eye = palette["eyes"][p.eyes]
     fw = fh * FACE_RATIO[p.face]
     turn = rng.uniform(-0.12, 0.12) * fw  # features shift a little: the head turns
     gaze = rng.uniform(-0.3, 0.3)
     # body
-    _shirt(img, p, (cx - 2.1 * fh, cy + 0.95 * fh, cx + 2.1 * fh, cy + 4.4 * fh), S)
+    _shirt(img, p, (cx - 2.1 * fh, cy + 0.95 * fh, cx + 2.1 * fh, cy + 4.4 * fh), S, palette)
     # hair behind the head
     if p.hair_style == "long":
         d.ellipse((cx - 1.3 * fw, cy - 1.14 * fh, cx + 1.3 * fw, cy + 1.5 * fh), fill=hair)
@@ -210,8 +217,9 @@ def _light(arr: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     return arr * ramp[None, :, None]
 
 
-def render(scene, size: int = 256) -> Image.Image:
-    """The picture of a scene (see `scenes.Scene`), size x size pixels."""
+def render(scene, size: int = 256, palette=COLOURS) -> Image.Image:
+    """The picture of a scene (see `scenes.Scene`), size x size pixels. ``palette`` recolours
+    it (see `random_palette`: the VAE learns to draw any colour anywhere)."""
     rng = np.random.default_rng(scene.seed)
     S = size
     img = _background(scene.background, S, rng)
@@ -222,13 +230,14 @@ def render(scene, size: int = 256) -> Image.Image:
             {"close-up": 0.45, "portrait": 0.4, "half-body": 0.34}[scene.framing]
             + rng.uniform(-0.03, 0.03)
         )
-        draw_person(img, scene.people[0], cx, cy, fh, rng)
+        draw_person(img, scene.people[0], cx, cy, fh, rng, palette)
     else:
         fh = 0.12 * S * rng.uniform(0.95, 1.08)
         cy = S * (0.36 + rng.uniform(-0.03, 0.03))
         xs = (0.27 + rng.uniform(-0.03, 0.02), 0.73 + rng.uniform(-0.02, 0.03))
         shoulders = [
-            draw_person(img, p, x * S, cy, fh, rng) for p, x in zip(scene.people, xs, strict=True)
+            draw_person(img, p, x * S, cy, fh, rng, palette)
+            for p, x in zip(scene.people, xs, strict=True)
         ]
         if scene.layout == "handshake":
             d = ImageDraw.Draw(img)
@@ -238,10 +247,21 @@ def render(scene, size: int = 256) -> Image.Image:
                 (scene.people[0], shoulders[0]["right"], -1),
                 (scene.people[1], shoulders[1]["left"], 1),
             ):
-                d.line((start, meet), fill=COLOURS["shirt_colour"][p.shirt_colour], width=w)
+                d.line((start, meet), fill=palette["shirt_colour"][p.shirt_colour], width=w)
                 hx, hy, r = meet[0] + side * 0.12 * fh, meet[1], 0.2 * fh
-                d.ellipse((hx - r, hy - r, hx + r, hy + r), fill=COLOURS["skin"][p.skin])
+                d.ellipse((hx - r, hy - r, hx + r, hy + r), fill=palette["skin"][p.skin])
     arr = np.asarray(img.filter(ImageFilter.GaussianBlur(S / 320)), dtype=np.float32)
     arr = _light(arr, scene.light, rng) * rng.uniform(0.92, 1.06)
     arr += rng.normal(0, 3.0, arr.shape).astype(np.float32)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def random_palette(rng: np.random.Generator) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """The world's palette with every colour replaced by a random one, each on its own: skin,
+    hair, eyes and shirt change independently, so a VAE trained on such pictures must carry
+    each region's colour (a hue turn of the whole picture can be learnt as one global turn
+    of the usual colours, and then pink hair beside ordinary skin is still out of reach)."""
+    return {
+        a: {v: tuple(int(c) for c in rng.integers(0, 256, 3)) for v in values}
+        for a, values in COLOURS.items()
+    }

@@ -16,6 +16,7 @@ slices (`minutes`) ends with the same weights as one uninterrupted run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -30,7 +31,7 @@ CHUNK = 256  # scenes per latent-cache chunk
 # recipe fields that may change between slices without breaking exact resume
 EXTENSIBLE = {"vae_steps", "unet_steps", "eval_every", "eval_prompts", "checkpoint_minutes"}
 # what a run started before a field existed used (its recipe.json lacks the field)
-LEGACY = {"vae_hue": 0.0, "latent_channels": 8}
+LEGACY = {"vae_hue": 0.0, "latent_channels": 8, "vae_recolour": 0.0, "vae_lr_end": 1.0}
 
 
 @dataclass
@@ -48,6 +49,12 @@ class WorldRecipe:
     # must carry any colour, including the held-out ones (pink hair, yellow shirts) that only a
     # LoRA may teach; without it, the first run's VAE drew pink hair as skin (docs/world-model.md)
     vae_hue: float = 0.5
+    # share of VAE scenes drawn in a random palette (every skin, hair, eye and shirt colour
+    # its own random colour; the rest may be hue-turned as above): a whole-picture hue turn can
+    # be learnt as one global turn of the usual colours, and the second run's VAE still drew
+    # pink hair blond beside ordinary skin; recolouring each region on its own fixes that
+    vae_recolour: float = 0.5
+    vae_lr_end: float = 0.1  # the VAE's learning rate falls (cosine) to this share of vae_lr
     latent_channels: int = 16
     # stage 2: latents of this many world scenes (caption + latent mean and std)
     cache_scenes: int = 8192
@@ -84,7 +91,7 @@ def turn_hue(image, degrees: float):
 def default_run_dir() -> Path:
     from detectors.paths import cache_dir
 
-    return cache_dir() / "world-train-2"  # the second recipe (hue-turned VAE crops, 16 channels)
+    return cache_dir() / "world-train-3"  # the third recipe (recoloured VAE scenes, LR decay)
 
 
 def _rng(recipe: WorldRecipe, stage: int, step: int) -> np.random.Generator:
@@ -289,7 +296,8 @@ class WorldTrainer:
 
     def _step_vae(self) -> None:
         torch = self.torch
-        from fakestudio.world.draw import render
+        from fakestudio.world.attributes import COLOURS
+        from fakestudio.world.draw import random_palette, render
         from fakestudio.world.model import to_tensor
         from fakestudio.world.scenes import random_scene
 
@@ -299,10 +307,13 @@ class WorldTrainer:
         rng = _rng(r, 1, self.step)
         crops = []
         for _ in range(r.vae_batch):
-            im = render(random_scene(rng, two=r.two_people), r.resolution)
+            scene = random_scene(rng, two=r.two_people)
+            recolour = r.vae_recolour > 0 and rng.random() < r.vae_recolour
+            palette = random_palette(rng) if recolour else COLOURS
+            im = render(scene, r.resolution, palette)
             x, y = (int(v) for v in rng.integers(0, r.resolution - r.vae_crop + 1, 2))
             crop = im.crop((x, y, x + r.vae_crop, y + r.vae_crop))
-            if rng.random() < r.vae_hue:
+            if not recolour and rng.random() < r.vae_hue:
                 crop = turn_hue(crop, float(rng.uniform(0.0, 360.0)))
             crops.append(crop)
         batch = torch.from_numpy(to_tensor(crops))
@@ -315,8 +326,11 @@ class WorldTrainer:
         rec = (recon - batch).abs().mean() + (recon - batch).pow(2).mean()
         kl = post.kl().mean() / batch[0].numel()
         loss = rec + r.vae_kl * kl
+        decay = r.vae_lr_end + (1.0 - r.vae_lr_end) * 0.5 * (
+            1.0 + math.cos(math.pi * min(1.0, self.step / max(1, r.vae_steps)))
+        )
         for g in self.opt.param_groups:
-            g["lr"] = r.vae_lr * min(1.0, (self.step + 1) / r.warmup)
+            g["lr"] = r.vae_lr * min(1.0, (self.step + 1) / r.warmup) * decay
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
