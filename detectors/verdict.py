@@ -246,7 +246,10 @@ def decide(
     if matched:
         how = ledger.get("how")
         entry = ledger.get("entry") or {}
-        gen = (entry.get("provenance") or {}).get("generator") or "fakestudio"
+        prov = entry.get("provenance") or {}
+        gen = prov.get("generator") or "fakestudio"
+        if prov.get("labelled_by"):
+            gen = f"{gen}, labelled by {prov['labelled_by']}"
         reasons.append(f"ledger match by {how}")
         return make_verdict(
             "recovered",

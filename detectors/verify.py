@@ -508,9 +508,15 @@ def _entry_dict(e) -> dict:
         ):
             generation = a["data"]
     gen_info = (manifest.get("claim_generator_info") or [{}])[0]
-    generator = " ".join(
-        str(x) for x in (gen_info.get("name"), gen_info.get("version")) if x
-    ) or record.get("software")
+    claimed = " ".join(str(x) for x in (gen_info.get("name"), gen_info.get("version")) if x)
+    labelled_by = None
+    if generation.get("generator_from") and generation.get("software"):
+        # a labelled copy of another generator's picture: fakestudio signed the claim, the
+        # picture was made by what the original's metadata (or the user) named
+        generator = str(generation["software"])
+        labelled_by = generation.get("labelled_by") or claimed or None
+    else:
+        generator = claimed or record.get("software")
     base = generation.get("base_model") or {
         "name": record.get("base_model"),
         "sha256": record.get("base_sha256"),
@@ -527,6 +533,7 @@ def _entry_dict(e) -> dict:
         "height": e.height,
         "provenance": {
             "generator": generator,
+            "labelled_by": labelled_by,
             "base_model": base,
             "loras": loras,
             "seed": generation.get("seed", record.get("seed")),

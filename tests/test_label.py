@@ -225,6 +225,12 @@ def test_stripped_labelled_copy_is_traced(tmp_path):
     assert rep["ledger"]["matched"], rep["ledger"]
     assert rep["ledger"]["entry"]["file_name"] == "render.png"
     assert rep["ledger"]["entry"]["payload"] == c["watermark"]
+    # the picture's maker is the generator named at labelling; fakestudio only labelled it
+    prov = rep["ledger"]["entry"]["provenance"]
+    assert prov["generator"] == "Some Generator"
+    assert prov["labelled_by"].startswith("fakestudio")
+    assert "Some Generator" in rep["verdict"]["headline"]
+    assert "labelled by fakestudio" in rep["verdict"]["headline"]
 
 
 # --- bad input: one line, exit 2, nothing written ---------------------------------------------

@@ -256,6 +256,8 @@ def _provenance_line(p: dict) -> str:
     parts.append(f"LoRAs {lora_txt}" if loras else "no LoRA")
     if p.get("generator") or p.get("software"):
         parts.insert(0, str(p.get("generator") or p.get("software")))
+    if p.get("labelled_by"):
+        parts.append(f"labelled by {p['labelled_by']}")
     if p.get("seed") is not None:
         parts.append(f"seed {p['seed']}")
     return "provenance: " + ", ".join(parts)
