@@ -45,7 +45,7 @@ def marked(fixtures_dir):
 # least 3 of the 4 photos (deterministic: fixed pictures, payloads and edits).
 EDIT_CLASSES = {
     "compression": ["jpeg50", "webp80"],
-    "resize": ["resize0.75+jpeg85", "longest1080+jpeg85", "screenshot"],
+    "resize": ["resize0.5+jpeg85", "resize0.75+jpeg85", "longest1080+jpeg85", "screenshot"],
     "crop": ["crop80", "window60", "crop80+resize_back"],
     "colour": ["brightness-20", "contrast+20", "gamma0.8"],
     "filter": ["blur1", "noise5%"],
@@ -104,6 +104,32 @@ def test_the_tiling_alone_gives_the_period(marked):
                 errors.append((abs(size / period - 1.0), angle_err))
             hits.append(any(e < 0.005 and a < 0.3 for e, a in errors))
         assert sum(hits) >= 3, (edit, dict(zip(PHOTOS, hits, strict=True)))
+
+
+HALVED = PHOTOS + [
+    "real/landscape_6.jpg",
+    "real/image01088.jpg",
+    "real/corrupted.jpg",
+    "generated/lora_lora.png",
+    "generated/flux_flux_kontext_example_comic.webp",
+    "generated/sdxl_sdxl_simple_example.png",
+    "generated/hypernetworks_hypernetwork_example_output.png",
+]
+
+
+def test_halving_is_read_through_the_whitened_fold(fixtures_dir):
+    """A 512 px output halved and saved as JPEG 85 keeps the mark in one-pixel chips under
+    the picture's own texture; the fold is whitened by its own power before the pilot and the
+    data chips are read. 11 fixtures x 3 identifiers: 29 of 33 read (21 without whitening)."""
+    hits = 0
+    for name in HALVED:
+        a = square512(fixtures_dir / name)
+        for salt in ("", "x", "y"):
+            want = payload_for(name + salt)
+            got = durable.decode(edits.EDITS["resize0.5+jpeg85"](durable.embed(a, want))).payload
+            assert got in (None, want)
+            hits += got == want
+    assert hits >= 27, f"{hits} of {3 * len(HALVED)} halved copies identified"
 
 
 def test_texture_at_a_fraction_of_the_period_does_not_win(fixtures_dir):
@@ -199,7 +225,9 @@ def test_decoding_needs_neither_torch_nor_diffusers():
     code = (
         "import sys, numpy as np\n"
         "from detectors.watermarks import durable\n"
-        "a = np.random.default_rng(1).integers(0, 255, (512, 512, 3), dtype=np.uint8)\n"
+        "rng = np.random.default_rng(1)\n"
+        "a = np.kron(rng.integers(40, 216, (16, 16, 3)), np.ones((32, 32, 1)))\n"
+        "a = np.clip(a + rng.normal(0, 6, a.shape), 0, 255).astype(np.uint8)\n"
         "assert durable.decode(durable.embed(a, '0123456789')).payload == '0123456789'\n"
         "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n"
     )
