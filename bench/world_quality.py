@@ -14,7 +14,7 @@ random `tiny` base (the floor):
      (left ad4x, right b0bz) says whether both sample people are recognisable.
 
     .venv/bin/python bench/world_quality.py                          # floor + ceiling only
-    .venv/bin/python bench/world_quality.py --run-dir ~/.cache/fakestudio/world-train
+    .venv/bin/python bench/world_quality.py --run-dir ~/.cache/fakestudio/world-train-3
     .venv/bin/python bench/world_quality.py --base path/to/exported-world-folder --identity
 """
 

@@ -1,6 +1,6 @@
 """Train the world base model in resumable slices: VAE, latent cache, then UNet + text encoder.
 
-    RUN_DIR/                      (default: <cache>/world-train, outside any git tree)
+    RUN_DIR/                      (default: <cache>/world-train-3, outside any git tree)
         recipe.json               the recipe of this run (fixed at its first slice)
         tokenizer/                the CLIP-format tokenizer, written once
         log.jsonl                 loss and probe measures against training wall-clock time
