@@ -54,6 +54,11 @@ def lowest_priority() -> None:
     "--scale", type=click.Choice(["base", "test"]), help="Model size (test: a miniature)."
 )
 @click.option("--cache-scenes", type=click.IntRange(min=1), help="Scenes in the latent cache.")
+@click.option(
+    "--from-run",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Start a new run at the UNet stage with this run's VAE and latent cache.",
+)
 @click.option("--status", is_flag=True, help="Print where the run stands; train nothing.")
 @click.option(
     "--export",
@@ -72,6 +77,7 @@ def main(
     eval_every,
     scale,
     cache_scenes,
+    from_run,
     status,
     export_to,
     as_json,
@@ -84,13 +90,17 @@ def main(
     from dataclasses import asdict, replace
 
     from fakestudio.quiet import quiet_libraries
-    from fakestudio.world.trainer import WorldRecipe, WorldTrainer, default_run_dir
+    from fakestudio.world.trainer import LEGACY, WorldRecipe, WorldTrainer, default_run_dir
 
     quiet_libraries()
     run_dir = run_dir or default_run_dir()
     saved = run_dir / "recipe.json"
     try:
-        recipe = WorldRecipe(**json.loads(saved.read_text())) if saved.exists() else WorldRecipe()
+        recipe = (
+            WorldRecipe(**(LEGACY | json.loads(saved.read_text())))
+            if saved.exists()
+            else WorldRecipe()
+        )
     except (OSError, ValueError, TypeError) as e:
         raise click.UsageError(f"{saved}: not a world-train recipe ({e})") from e
     changes = {
@@ -105,7 +115,9 @@ def main(
         if v is not None
     }
     try:
-        trainer = WorldTrainer(run_dir, replace(recipe, **changes), log=click.echo)
+        trainer = WorldTrainer(
+            run_dir, replace(recipe, **changes), log=click.echo, from_run=from_run
+        )
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     if export_to:

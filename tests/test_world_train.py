@@ -150,3 +150,46 @@ def test_a_run_started_before_the_hue_turns_resumes_as_it_was(tmp_path):
     assert trainer.vae.config.latent_channels == 8 and trainer.unet.config.in_channels == 8
     fresh = WorldTrainer(tmp_path / "new", WorldRecipe(**SMALL), log=lambda m: None)
     assert fresh.vae.config.latent_channels == 16 and fresh.unet.config.out_channels == 16
+    # and the command line reads such a run the same way (it once filled in today's defaults)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_world.py"), "--run-dir", str(tmp_path),
+         "--status", "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["recipe"]["vae_hue"] == 0.0
+
+
+def test_a_new_run_may_start_from_another_runs_vae_and_cache(tmp_path):
+    """Changing the UNet's recipe does not retrain the VAE; the text encoder stays at its first
+    weights until `text_start` (run 3's, trained from the start, stopped telling captions apart)."""
+    import torch
+
+    from fakestudio.world.trainer import WorldRecipe, WorldTrainer
+
+    quiet = dict(log=lambda m: None)
+    first = WorldTrainer(tmp_path / "a", WorldRecipe(**SMALL), **quiet)
+    first.run()
+    assert first.stage == "done"
+    with pytest.raises(ValueError, match="made with vae_lr=0.0003, not 0.01"):
+        WorldTrainer(tmp_path / "x", WorldRecipe(**(SMALL | {"vae_lr": 0.01})),
+                     from_run=tmp_path / "a", **quiet)  # fmt: skip
+    recipe = WorldRecipe(**(SMALL | {"text_start": 2, "unet_lr": 1e-3}))
+    second = WorldTrainer(tmp_path / "b", recipe, from_run=tmp_path / "a", **quiet)
+    assert (second.stage, second.step) == ("unet", 0)
+    assert second.scaling_factor == first.scaling_factor
+    for k, v in first.vae.state_dict().items():
+        assert torch.equal(v, second.vae.state_dict()[k])
+    assert len(list((tmp_path / "b" / "latents").glob("chunk-*"))) == 1
+    text0 = {k: v.clone() for k, v in second.text_encoder.state_dict().items()}
+    unet0 = {k: v.clone() for k, v in second.unet.state_dict().items()}
+
+    def moved(model, before):
+        return any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+    second.run(max_steps=2)  # steps 0 and 1: the text encoder is frozen
+    assert moved(second.unet, unet0) and not moved(second.text_encoder, text0)
+    second.run()  # step 2: it learns
+    assert second.stage == "done" and moved(second.text_encoder, text0)
+    with pytest.raises(ValueError, match="this run has begun"):
+        WorldTrainer(tmp_path / "b", recipe, from_run=tmp_path / "a", **quiet)
