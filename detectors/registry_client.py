@@ -28,8 +28,10 @@ from detectors.verdict import shallow_dict
 #: fakestudio's marks (scheme -> soft-binding algorithm), both carrying the output identifier.
 ALGS = {
     "fakestudio": "org.fakestudio.wm.dwtdctsvd.v1",
-    "fakestudio-durable": "org.fakestudio.wm.durable.v1",
+    "fakestudio-durable": "org.fakestudio.wm.durable.v2",
 }
+#: every name a manifest may give fakestudio's marks (the durable mark's first format too)
+KNOWN_ALGS = (*ALGS.values(), "org.fakestudio.wm.durable.v1")
 TIMEOUT = 15.0
 MAX_STORE_BYTES = 16 * 1024 * 1024
 CONFIRMED_SCORE = 95  # byContent scores at or above this carry watermark evidence
@@ -210,11 +212,13 @@ def recover(
             out["checked"] = True
             mark = _our_mark(watermarks)
             if mark:
-                alg = ALGS[mark["scheme"]]
+                alg = (mark.get("details") or {}).get("alg") or ALGS[mark["scheme"]]
                 matches = client.by_binding(alg, mark["payload"])
-                if not matches:  # both marks carry the same identifier: try the other's name
-                    other = next(a for a in ALGS.values() if a != alg)
-                    matches = client.by_binding(other, mark["payload"])
+                for other in KNOWN_ALGS:  # every mark carries the same identifier
+                    if matches:
+                        break
+                    if other != alg:
+                        matches = client.by_binding(other, mark["payload"])
                 how = "watermark-payload"
                 for m in matches:
                     m.setdefault(
@@ -251,7 +255,7 @@ def _check_match(client, match: dict, how: str, mark, rgb, trust_anchors) -> dic
     store = client.manifest(manifest_id)
     c2pa = read_c2pa(store, mime="application/c2pa", trust_anchors=trust_anchors)
     sig_ok = c2pa.manifest_label == manifest_id and store_signature_ok(c2pa.status_codes)
-    declared = [v.lower() for a, v in soft_bindings(c2pa.active_manifest) if a in ALGS.values()]
+    declared = [v.lower() for a, v in soft_bindings(c2pa.active_manifest) if a in KNOWN_ALGS]
     if mark:
         payload = mark["payload"]
         confirmed = payload in declared

@@ -363,7 +363,7 @@ def content_payloads(rgb, alg: str | None) -> list[tuple[str, str]]:
     algs = {ours.SCHEME: ours.ALG, durable.SCHEME: durable.ALG}
     out: list[tuple[str, str]] = []
     for res in detect_watermarks(rgb):
-        walg = algs.get(res.scheme)
+        walg = (res.details or {}).get("alg") or algs.get(res.scheme)
         if walg and res.found and res.payload and alg in (None, walg):
             out.append((walg, res.payload))
     return list(dict.fromkeys(out))

@@ -57,7 +57,8 @@ def decoders() -> dict:
     try:  # the durable mark, where this installation has it
         from detectors.watermarks import durable  # type: ignore[attr-defined]
 
-        out[durable.ALG] = durable.decode
+        for alg in durable.ALGS.values():  # the decoder reads every format
+            out[alg] = durable.decode
     except ImportError:
         pass
     return out
