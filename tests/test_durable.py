@@ -135,6 +135,7 @@ def test_halving_is_read_through_the_whitened_fold(fixtures_dir):
                 hits[fmt] += got.payload == want
                 if got.payload:
                     assert got.details["format"] == fmt  # old labels still read, as old
+                    assert got.details["alg"] == durable.ALGS[fmt]
     assert hits[2] >= 32, f"{hits[2]} of {3 * len(HALVED)} halved copies identified"
     assert hits[1] >= 22 and hits[2] >= hits[1] + 4, hits
 

@@ -152,6 +152,7 @@ OSD_WINDOW = MSG_BITS  # pairs of flips tried among this many least reliable bas
 CHECK_TRIALS = 16  # codewords whose check is compared, per lattice (BCH's, then OSD's best)
 Z_PRESENCE = 7.8
 Z_DECODE = 4.8  # below this pilot z the data chips are not decoded at all
+Z_LIST = 5.5  # below this only format 2's Viterbi path is checked, not the whole list
 Z_SEEN = 6.5  # at or above this the mark is taken as seen in a view (no half-size view)
 WHITEN_FLOOR = 0.6  # of the fold's mean power, added before whitening (see _whiten)
 WHITEN_SMOOTH = 2.0  # frequency bins over which the fold's power is averaged
@@ -669,7 +670,6 @@ def _plausible(m: np.ndarray) -> bool:
 
 def _fold(r: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Resample the residual onto the lattice (TILE samples a period) and sum all periods."""
-    import cv2
 
     period = float(np.sqrt(abs(np.linalg.det(m))))
     k = max(1, int(period // TILE))  # oversample large periods, then average down
@@ -685,8 +685,22 @@ def _fold(r: np.ndarray, m: np.ndarray) -> np.ndarray:
     if cols * rows > 64 * 1024 * 1024:
         return np.zeros((TILE, TILE))
     origin = a @ lo
+    if np.array_equal(a, np.eye(2)) and not lo.any():  # the lattice as labelled: no warp
+        canvas = np.zeros((rows, cols), dtype=np.float32)
+        canvas[:h, :w] = r
+    else:
+        canvas = _warp(r, a, origin, cols, rows)
+    f = canvas.reshape(rows // n, n, cols // n, n).sum(axis=(0, 2), dtype=np.float64)
+    if k > 1:
+        f = f.reshape(TILE, k, TILE, k).sum(axis=(1, 3))
+    return f
+
+
+def _warp(r: np.ndarray, a: np.ndarray, origin: np.ndarray, cols: int, rows: int) -> np.ndarray:
+    import cv2
+
     warp = np.hstack([a, origin[:, None]]).astype(np.float64)
-    canvas = cv2.warpAffine(
+    return cv2.warpAffine(
         r.astype(np.float32),
         warp,
         (cols, rows),
@@ -694,10 +708,6 @@ def _fold(r: np.ndarray, m: np.ndarray) -> np.ndarray:
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0.0,
     )
-    f = canvas.reshape(rows // n, n, cols // n, n).sum(axis=(0, 2), dtype=np.float64)
-    if k > 1:
-        f = f.reshape(TILE, k, TILE, k).sum(axis=(1, 3))
-    return f
 
 
 def _whiten(fold: np.ndarray) -> np.ndarray:
@@ -793,12 +803,14 @@ def _read(fold: np.ndarray, shift) -> np.ndarray:
     return lay["data_sign"] * vals
 
 
-def _decode_bits(chips: np.ndarray) -> tuple[str | None, int, int, int]:
+def _decode_bits(chips: np.ndarray, full_list: bool = True) -> tuple[str | None, int, int, int]:
     """(payload or None, chips or bits that disagree with the hard decisions, check trials,
     format) from the data chips' soft values: format 2 first (what fakestudio writes now),
     then format 1 (labels written before it). Each codeword whose check is compared counts as
-    one trial towards the false-positive bound."""
-    payload, nerr, trials = _decode_v2(chips)
+    one trial towards the false-positive bound. ``full_list`` False: format 2's Viterbi path
+    only (an unmarked picture's pilot often reaches ``Z_DECODE`` somewhere; the list costs
+    ~8 ms and reads almost nothing that weak)."""
+    payload, nerr, trials = _decode_v2(chips, full_list)
     if payload is not None:
         return payload, nerr, trials, 2
     lay = _layout()
@@ -807,7 +819,7 @@ def _decode_bits(chips: np.ndarray) -> tuple[str | None, int, int, int]:
     return payload, nerr, trials + more, 1
 
 
-def _decode_v2(chips: np.ndarray) -> tuple[str | None, int, int]:
+def _decode_v2(chips: np.ndarray, full_list: bool = True) -> tuple[str | None, int, int]:
     """Format 2: the list Viterbi decoder (``convolutional``) proposes the ``LIST_SIZE``
     codewords that correlate best with the chips; the first whose check matches wins (the
     list's first is the Viterbi path, tried alone first: a clear mark needs no more)."""
@@ -818,7 +830,7 @@ def _decode_v2(chips: np.ndarray) -> tuple[str | None, int, int]:
     # the Viterbi path alone first (a quarter of the work), then the rest of the list
     first = convolutional.list_viterbi(soft, MSG_BITS, 1)
     rest = []
-    if first and not _check_ok(np.packbits(first[0]).tobytes()):
+    if full_list and first and not _check_ok(np.packbits(first[0]).tobytes()):
         rest = convolutional.list_viterbi(soft, MSG_BITS, LIST_SIZE)[1:]
     for bits in first + rest:
         trials += 1
@@ -953,7 +965,7 @@ def decode(rgb: np.ndarray) -> WatermarkResult:
             best_z = max(best_z, z)
             if hfilt is None or z < Z_DECODE:
                 continue  # the pilot is too weak for the data chips to carry anything
-            payload, nerr, trials, fmt = _decode_bits(_read(hfilt, shift))
+            payload, nerr, trials, fmt = _decode_bits(_read(hfilt, shift), z >= Z_LIST)
             attempt["trials"] = trials
             if payload is not None:
                 return WatermarkResult(
