@@ -349,7 +349,7 @@ def test_audit_registry_recovers_stripped_copies(sqlite_registry, outputs, tmp_p
     assert plain_names["copy.jpg"]["registry"] == {"checked": False}
 
 
-def _signed_with_both_marks(payload: str, seed: int) -> bytes:
+def _signed_with_both_marks(payload: str, seed: int, fmt: int = 2) -> bytes:
     """A signed PNG carrying both of fakestudio's marks and declaring both soft bindings."""
     from detectors.watermarks import durable
     from fakestudio.label.identity import ensure_identity
@@ -357,13 +357,17 @@ def _signed_with_both_marks(payload: str, seed: int) -> bytes:
     from fakestudio.record import GenerationRecord
 
     rgb = np.asarray(photo_like(512, 512, seed))
-    marked = durable.embed(ours.embed(rgb, payload), payload)
+    marked = durable.embed(ours.embed(rgb, payload), payload, fmt)
     rec = GenerationRecord("x", "", seed, 2, 7.0, 512, 512, "euler", "tiny", "ab" * 32)
     manifest = build_manifest(rec, {"alg": ours.ALG, "payload": payload})
     manifest["assertions"].append(
         {
             "label": "c2pa.soft-binding",
-            "data": {"alg": durable.ALG, "blocks": [{"scope": {}, "value": payload}], "name": "d"},
+            "data": {
+                "alg": durable.ALGS[fmt],
+                "blocks": [{"scope": {}, "value": payload}],
+                "name": "d",
+            },
         }
     )
     buf = io.BytesIO()
@@ -371,12 +375,14 @@ def _signed_with_both_marks(payload: str, seed: int) -> bytes:
     return sign_bytes(buf.getvalue(), "image/png", manifest, ensure_identity())
 
 
-def test_durable_mark_recovers_a_cropped_rescaled_copy(sqlite_registry, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", [2, 1])  # 1: a label written before the mark's second format
+def test_durable_mark_recovers_a_cropped_rescaled_copy(sqlite_registry, tmp_path, monkeypatch, fmt):
     from detectors.watermarks import durable
 
     st, secret = sqlite_registry
     payload = "a1b2c3d4e5"
-    signed = _signed_with_both_marks(payload, seed=3)
+    alg = durable.ALGS[fmt]
+    signed = _signed_with_both_marks(payload, seed=3, fmt=fmt)
     im = Image.open(io.BytesIO(signed)).convert("RGB")
     crop = im.crop((40, 30, 40 + 410, 30 + 410)).resize((300, 300), Image.Resampling.BICUBIC)
     copy = tmp_path / "cropped.jpg"
@@ -385,11 +391,11 @@ def test_durable_mark_recovers_a_cropped_rescaled_copy(sqlite_registry, tmp_path
     with running_registry(st) as url:
         with RegistryClient(url, secret) as client:
             res = client.publish(signed)
-            assert {"alg": durable.ALG, "value": payload} in res["softBindings"]
-            assert client.by_binding(durable.ALG, payload)[0]["manifestId"] == res["manifestId"]
+            assert {"alg": alg, "value": payload} in res["softBindings"]
+            assert client.by_binding(alg, payload)[0]["manifestId"] == res["manifestId"]
             found = client.by_content(copy.read_bytes(), "image/jpeg")
             assert found[0]["manifestId"] == res["manifestId"]
-            assert found[0]["evidence"]["watermark"] == {"alg": durable.ALG, "payload": payload}
+            assert found[0]["evidence"]["watermark"] == {"alg": alg, "payload": payload}
         out = CliRunner().invoke(cli, ["verify", str(copy), "--registry", url, "--json"])
     rep = json.loads(out.stdout)
     assert rep["verdict"]["outcome"] == "recovered", rep["verdict"]
