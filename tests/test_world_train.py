@@ -147,6 +147,7 @@ def test_a_run_started_before_the_hue_turns_resumes_as_it_was(tmp_path):
     trainer = WorldTrainer(tmp_path, log=lambda m: None)
     assert trainer.recipe.vae_hue == 0.0 and trainer.recipe.latent_channels == 8
     assert trainer.recipe.vae_recolour == 0.0 and trainer.recipe.vae_lr_end == 1.0
+    assert trainer.recipe.text_start == 0 and trainer.schedule()["beta_end"] == 0.012
     assert trainer.vae.config.latent_channels == 8 and trainer.unet.config.in_channels == 8
     fresh = WorldTrainer(tmp_path / "new", WorldRecipe(**SMALL), log=lambda m: None)
     assert fresh.vae.config.latent_channels == 16 and fresh.unet.config.out_channels == 16
@@ -191,5 +192,10 @@ def test_a_new_run_may_start_from_another_runs_vae_and_cache(tmp_path):
     assert moved(second.unet, unet0) and not moved(second.text_encoder, text0)
     second.run()  # step 2: it learns
     assert second.stage == "done" and moved(second.text_encoder, text0)
+    # the base generates with the noise schedule it was trained on (more noise at the end)
+    assert second.pipeline().scheduler.config.beta_end == recipe.beta_end == 0.02
+    assert second.export(tmp_path / "out").joinpath("scheduler").is_dir()
+    saved = json.loads((tmp_path / "out" / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["beta_end"] == 0.02
     with pytest.raises(ValueError, match="this run has begun"):
         WorldTrainer(tmp_path / "b", recipe, from_run=tmp_path / "a", **quiet)

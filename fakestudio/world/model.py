@@ -147,10 +147,17 @@ def build_models(seed: int = 0, scale: str = "base", tokenizer=None, latent_chan
     return tokenizer, text_encoder, vae, unet
 
 
-def make_pipeline(tokenizer, text_encoder, vae, unet):
+def make_pipeline(tokenizer, text_encoder, vae, unet, schedule: dict | None = None):
+    """An SD1-style pipeline; ``schedule``: the noise schedule (DDPM arguments) its Euler
+    sampler uses, the embedded bases' by default."""
+    from diffusers import EulerDiscreteScheduler
+
     from fakestudio.tiny import make_pipeline as assemble
 
-    return assemble(tokenizer, text_encoder, vae, unet)
+    scheduler = None
+    if schedule is not None:
+        scheduler = EulerDiscreteScheduler(**schedule, timestep_spacing="leading")
+    return assemble(tokenizer, text_encoder, vae, unet, scheduler)
 
 
 def to_tensor(images) -> np.ndarray:

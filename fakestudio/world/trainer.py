@@ -37,6 +37,7 @@ LEGACY = {
     "vae_recolour": 0.0,
     "vae_lr_end": 1.0,
     "text_start": 0,
+    "beta_end": 0.012,
 }
 # the recipe fields of stages 1 and 2: a run may start from another run's VAE and latent cache
 # (`WorldTrainer(..., from_run=...)`) only where these agree
@@ -81,6 +82,12 @@ class WorldRecipe:
     # caption nearly the same features (their spread fell from 0.31 to 0.14 of the features'
     # scale by step 4,000, run 1's rose to 0.39) and its UNet ignored the caption
     text_start: int = 2000
+    # the noise schedule's last beta (scaled linear from 0.00085, as SD's): SD's 0.012 leaves
+    # 0.47% of the signal's power at the last step, and with 16 latent channels that carry
+    # the same colours coherently a scene's layout and colours still show through it, so a
+    # UNet can denoise at every step without reading the caption (runs 3 and 4 did: a wrong
+    # caption cost 2-8% of the loss); 0.02 leaves 0.023%. Exported with the base's scheduler
+    beta_end: float = 0.02
     warmup: int = 200
     uncond: float = 0.1  # caption dropout, for classifier-free guidance
     min_snr: float = 5.0
@@ -542,8 +549,6 @@ class WorldTrainer:
         torch = self.torch
         from diffusers import DDPMScheduler
 
-        from fakestudio.tiny import SCHEDULE
-
         r = self.recipe
         if self.opt is None:
             self.opt = self._make_optimizer()
@@ -556,8 +561,9 @@ class WorldTrainer:
         drop = torch.rand(r.unet_batch, generator=gen) < r.uncond
         ids[drop] = self._uncond
         noise = torch.randn(latents.shape, generator=gen)
-        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (r.unet_batch,), generator=gen)
-        sched = DDPMScheduler(**SCHEDULE)
+        schedule = self.schedule()
+        t = torch.randint(0, schedule["num_train_timesteps"], (r.unet_batch,), generator=gen)
+        sched = DDPMScheduler(**schedule)
         noisy = sched.add_noise(latents, noise, t)
         self.unet.train()
         text_learns = self.step >= r.text_start
@@ -587,6 +593,12 @@ class WorldTrainer:
         if r.eval_every and (done % r.eval_every == 0 or self.stage == "done"):
             self._write_log({"eval": self.evaluate()})
 
+    def schedule(self) -> dict:
+        """The noise schedule this run trains with (and its base generates with)."""
+        from fakestudio.tiny import SCHEDULE
+
+        return SCHEDULE | {"beta_end": self.recipe.beta_end}
+
     def _update_ema(self) -> None:
         decay = min(self.recipe.ema, (1 + self.step) / (10 + self.step))
         with self.torch.no_grad():
@@ -615,7 +627,7 @@ class WorldTrainer:
         vae.register_to_config(scaling_factor=self.scaling_factor)
         for m in (unet, te, vae):
             m.eval()
-        pipe = make_pipeline(self.tokenizer, te, vae, unet)
+        pipe = make_pipeline(self.tokenizer, te, vae, unet, self.schedule())
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
