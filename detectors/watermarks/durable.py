@@ -11,13 +11,14 @@ Layout (keyed by ``_KEY``; the key is public on purpose: anyone must be able to 
 * A tile of ``TILE`` x ``TILE`` pixels (at unit 1) holds a 32 x 32 grid of ``CHIP``-pixel
   chips. ``N_PILOT`` chips (a keyed subset) carry a keyed +-1 *pilot*, the same in every
   fakestudio image; the others carry the message, with keyed signs: a 40-bit identifier and
-  a 32-bit keyed check. Format 2 (``FORMAT``, written since fakestudio 0.2) encodes it with
+  a 32-bit keyed check. Format 2 (``FORMAT``, what ``embed`` writes) encodes it with
   a rate-1/9 convolutional code (``convolutional``, 256 states, free distance 55), 720 bits
   punctured to one per data chip and scattered over the tile by a keyed permutation. Format
   1 (earlier labels, still read) BCH-encoded it (``bchlib``, t = ``BCH_T``) to 136 bits,
   each repeated over 5-6 chips: at the signal a halved, re-encoded copy leaves, the
-  repetition wasted about a quarter of what the chips carry. The chips are band-passed (``BLUR``, ``LOWCUT``) to the mid frequencies
-  that JPEG, WebP, resizing and blur keep, and that the decoder listens to.
+  repetition wasted about a quarter of what the chips carry. The chips are band-passed
+  (``BLUR``, ``LOWCUT``) to the mid frequencies that JPEG, WebP, resizing and blur keep, and
+  that the decoder listens to.
 * The tile repeats over the whole picture (periodic tiling, after Kutter 1998), at
   ``unit = max(1, short side // 512)`` pixels per tile pixel, so a big photo downscaled for
   the web still carries it at a readable size.
