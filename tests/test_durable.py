@@ -240,3 +240,16 @@ def test_decoding_needs_neither_torch_nor_diffusers():
         "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_crop_of_a_1024_px_output_is_tried_at_its_own_period(fixtures_dir):
+    """An 80% crop of an SDXL-sized output is 819 px: its unit is 1 but its mark's period is
+    still 128 px. That period is tried before any search (on a finely textured photo the
+    template's peaks are lost and the search alone missed it)."""
+    for name in PHOTOS[:2]:
+        a = square512(fixtures_dir / name)
+        big = np.asarray(Image.fromarray(a).resize((1024, 1024), Image.Resampling.BICUBIC))
+        want = payload_for(name + "1024")
+        got = durable.decode(edits.EDITS["crop80"](durable.embed(big, want)))
+        assert got.payload == want
+        assert got.details["period_px"] == 128.0, got.details["attempts"]

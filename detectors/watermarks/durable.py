@@ -37,7 +37,8 @@ little more than a 1000 px one):
    and edges do not drown the mark.
 2. Lattice hypotheses (``_lattices``): the picture as labelled (crops, flips and colour edits
    keep the period), the picture resized whole from a labelled size whose short side was a
-   multiple of 512 (the period is then an eighth of the short side), then the template: the whitened spectrum of a centred window is scored
+   multiple of 512 (the period is then an eighth of the short side), a crop of a picture
+   labelled at the next unit (when the short side is no multiple of 512), then the template: the whitened spectrum of a centred window is scored
    at every (radius, angle) by its two gratings' peaks and their quarter-turned partners;
    the best overall, the best at angle 0 (a resize) and the best at the expected radius (a
    rotation) are refined to sub-bin precision. Then the tiling itself: the residual's
@@ -76,14 +77,14 @@ Decision and false positives (the argued bound):
   so every codeword they propose is uniform over its code, and its check matches with
   probability exactly 2^-32. At most ``LIST_SIZE`` + ``CHECK_TRIALS`` codewords per lattice,
   ``LATTICE_TRIES`` + 1 lattices (a polished one included) in each of ``VIEWS`` views:
-  <= 864 x 2^-32 = 2.0e-7.
+  <= 960 x 2^-32 = 2.2e-7.
 * ``found`` without a payload ("a fakestudio label is present, its identifier unreadable")
   when the pilot's z reaches ``Z_PRESENCE``. At each shift the score is a sum of independent
   +-1 pilot signs weighted by the picture's fold, divided by the exact norm of the weights, so
   by Hoeffding P(z >= t) <= exp(-t^2 / 2), whatever the picture holds. Union over the
-  orientations and shifts tried (2 views x (8 lattices x 8 + 36 polishing steps) x 64^2
-  shifts): 819,200 x exp(-7.8^2 / 2) = 5.0e-8.
-* In all ``false_positive_bound()`` = 2.5e-7 per picture, for any picture not crafted with the
+  orientations and shifts tried (2 views x (9 lattices x 8 + 36 polishing steps) x 64^2
+  shifts): 884,736 x exp(-7.8^2 / 2) = 5.4e-8.
+* In all ``false_positive_bound()`` = 2.8e-7 per picture, for any picture not crafted with the
   key. Measured: 0 detections on the fixtures, their edits and 10,000 synthetic pictures
   (noise, flat colours, gradients, stripes, text): ``bench/watermark_robustness.py --fp``.
 
@@ -145,7 +146,7 @@ PERIOD_MIN, PERIOD_MAX = 24.0, 190.0  # periods searched in the view (pixels)
 SYNC_SCALE = 1.0  # the template is searched in a residual made for this scale
 HALF_VIEW_MIN = 512  # a half-size view is tried when it keeps at least this many pixels a side
 VIEWS = 2  # the view, and the half-size view
-LATTICE_TRIES = 8  # as labelled, resized whole, 3 from the template, 3 from the autocorrelation
+LATTICE_TRIES = 9  # as labelled, resized whole, cropped from the next unit, 3 + 3 searched
 AC_TRIES = 3  # lattices tried from the autocorrelation
 AC_PEAKS = 8  # its strongest peaks, which those lattices must explain
 AC_WINDOW = 512  # side of the window whose autocorrelation shows the tiling
@@ -531,13 +532,19 @@ def _lattices(r: np.ndarray, shape, factor: float, as_labelled: bool = True) -> 
     crops, flips and colour edits keep the grid's size); the picture resized whole from a
     labelled size whose short side was a multiple of 512 (every SD 1.5, SDXL and Flux size:
     the period is then an eighth of the short side, whatever the resize); then the template's
-    spectral peaks, and (in the first view) the tiling's own autocorrelation peaks.
+    spectral peaks, and (in the first view) the tiling's own autocorrelation peaks. A picture
+    whose short side is no multiple of 512 may also be a crop of one labelled at the next
+    unit (one period more).
     Duplicates are dropped; at most LATTICE_TRIES. (The second was added for halved copies of
     512 px pictures, where the unit cannot follow below 1: on the 26 bench photos halved +
     JPEG 85 the template missed the period of 2, and was 0.6% off on others.)"""
     period = TILE * unit(*shape[:2]) * factor
     out = [np.eye(2) * period] if as_labelled else []
     found = [np.eye(2) * (min(shape[:2]) / 8.0) * factor] if as_labelled else []
+    if as_labelled and min(shape[:2]) % 512:
+        # a short side that is no multiple of 512 may be a crop of a picture labelled at the
+        # next unit (an 80% crop of a 1024 px output has a 128 px period, not 64)
+        found.append(np.eye(2) * (period + TILE * factor))
     found += _template_lattices(r, period)
     if as_labelled:
         found += _autocorr_lattices(r)
