@@ -90,7 +90,13 @@ def main(
     from dataclasses import asdict, replace
 
     from fakestudio.quiet import quiet_libraries
-    from fakestudio.world.trainer import LEGACY, WorldRecipe, WorldTrainer, default_run_dir
+    from fakestudio.world.trainer import (
+        LEGACY,
+        VAE_AND_CACHE,
+        WorldRecipe,
+        WorldTrainer,
+        default_run_dir,
+    )
 
     quiet_libraries()
     run_dir = run_dir or default_run_dir()
@@ -103,6 +109,13 @@ def main(
         )
     except (OSError, ValueError, TypeError) as e:
         raise click.UsageError(f"{saved}: not a world-train recipe ({e})") from e
+    if from_run and not saved.exists():  # a new run takes the VAE's and the cache's recipe
+        source = from_run / "recipe.json"
+        try:
+            theirs = LEGACY | json.loads(source.read_text())
+            recipe = replace(recipe, **{k: theirs[k] for k in VAE_AND_CACHE})
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise click.UsageError(f"{source}: not a world-train recipe ({e})") from e
     changes = {
         k: v
         for k, v in dict(

@@ -199,3 +199,13 @@ def test_a_new_run_may_start_from_another_runs_vae_and_cache(tmp_path):
     assert saved["beta_end"] == 0.02
     with pytest.raises(ValueError, match="this run has begun"):
         WorldTrainer(tmp_path / "b", recipe, from_run=tmp_path / "a", **quiet)
+    # the command line takes the source's VAE and cache recipe (here a miniature's)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_world.py"), "--run-dir",
+         str(tmp_path / "c"), "--from-run", str(tmp_path / "a"), "--status", "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["stage"] == "unet" and status["recipe"]["scale"] == "test"
+    assert status["recipe"]["vae_steps"] == SMALL["vae_steps"]
