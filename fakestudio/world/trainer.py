@@ -86,10 +86,10 @@ class WorldRecipe:
     # scale by step 4,000, run 1's rose to 0.39) and its UNet ignored the caption
     text_start: int = 2000
     # the noise schedule's last beta (scaled linear from 0.00085, as SD's): SD's 0.012 leaves
-    # 0.47% of the signal's power at the last step, and with 16 latent channels that carry
-    # the same colours coherently a scene's layout and colours still show through it, so a
-    # UNet can denoise at every step without reading the caption (runs 3 and 4 did: a wrong
-    # caption cost 2-8% of the loss); 0.02 leaves 0.023%. Exported with the base's scheduler
+    # 0.47% of the signal's power at the last step, 0.02 leaves 0.023%, so little of a scene's
+    # colours shows through the last steps' noise. Tried (run 5) as the cure for runs 3-4's
+    # caption blindness: it was not (the 16-channel VAE was); kept because run 6 learnt its
+    # captions faster than run 1 with it. Exported with the base's scheduler
     beta_end: float = 0.02
     warmup: int = 200
     uncond: float = 0.1  # caption dropout, for classifier-free guidance
