@@ -149,8 +149,12 @@ def test_a_run_started_before_the_hue_turns_resumes_as_it_was(tmp_path):
     assert trainer.recipe.vae_recolour == 0.0 and trainer.recipe.vae_lr_end == 1.0
     assert trainer.recipe.text_start == 0 and trainer.schedule()["beta_end"] == 0.012
     assert trainer.vae.config.latent_channels == 8 and trainer.unet.config.in_channels == 8
-    fresh = WorldTrainer(tmp_path / "new", WorldRecipe(**(SMALL | {"latent_channels": 16})))
-    assert fresh.vae.config.latent_channels == 16 and fresh.unet.config.out_channels == 16
+    assert len(trainer.vae.config.block_out_channels) == 5 and trainer.unet.config.sample_size == 16
+    fresh = WorldTrainer(tmp_path / "new", WorldRecipe(**SMALL))
+    assert fresh.vae.config.latent_channels == 4 and fresh.unet.config.out_channels == 4
+    assert len(fresh.vae.config.block_out_channels) == 4 and fresh.unet.config.sample_size == 32
+    wide = WorldTrainer(tmp_path / "wide", WorldRecipe(**(SMALL | {"latent_channels": 16})))
+    assert wide.vae.config.latent_channels == 16 and wide.unet.config.out_channels == 16
     # and the command line reads such a run the same way (it once filled in today's defaults)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train_world.py"), "--run-dir", str(tmp_path),

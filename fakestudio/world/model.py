@@ -4,10 +4,11 @@
   learned offline (deterministically) on the world's caption words, so each caption word is
   one token; every byte is a symbol too, so any other word (a trigger such as "ad4x") still encodes;
 - text encoder: a 3-layer CLIPTextModel (width 128);
-- VAE: a 5-block AutoencoderKL, 16x downsampling, 16 latent channels (256 px -> 16x16x16;
-  the first run had 8);
-- UNet: UNet2DConditionModel 64/128/192 channels, one layer per block, cross-attention at
-  16x16 and 8x8;
+- VAE: a 4-block AutoencoderKL, 8x downsampling, 4 latent channels (256 px -> 32x32x4, as
+  Stable Diffusion's); runs 1-7 had 5 blocks, 16x downsampling and 8 or 16 channels, which
+  blurred eyes and glasses past reading (docs/world-model.md);
+- UNet: UNet2DConditionModel 48/96/160/192 channels, one layer per block, cross-attention at
+  16x16 and 8x8 (runs 1-7: 64/128/192 on 16x16 latents);
 - scheduler: Stable Diffusion's noise schedule (Euler for sampling).
 """
 
@@ -97,14 +98,17 @@ def text_encoder_config(tokenizer, scale: str = "base") -> dict:
     )
 
 
-def vae_config(scale: str = "base", latent_channels: int = 8) -> dict:
+def vae_config(scale: str = "base", latent_channels: int = 4, down: int = 8) -> dict:
+    """down: the VAE's downsampling factor, 8 or 16 (runs 1-7)."""
     small = scale == "test"
+    blocks = {8: 4, 16: 5}[down]
+    widths = (32, 64, 128, 128) if down == 8 else (32, 64, 96, 128, 128)
     return dict(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 5,
-        up_block_types=("UpDecoderBlock2D",) * 5,
-        block_out_channels=(8, 8, 8, 8, 8) if small else (32, 64, 96, 128, 128),
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        block_out_channels=(8,) * blocks if small else widths,
         latent_channels=latent_channels,
         layers_per_block=1,
         norm_num_groups=4 if small else 16,
@@ -112,8 +116,25 @@ def vae_config(scale: str = "base", latent_channels: int = 8) -> dict:
     )
 
 
-def unet_config(scale: str = "base", latent_channels: int = 8) -> dict:
+def unet_config(scale: str = "base", latent_channels: int = 4, down: int = 8) -> dict:
+    """The UNet for latents of a VAE that downsamples `down` times: cross-attention at 16x16
+    and 8x8 either way (a 32x32 latent gets one more level, without attention, on top)."""
     small = scale == "test"
+    if down == 8:
+        return dict(
+            sample_size=RESOLUTION // 8,
+            in_channels=latent_channels,
+            out_channels=latent_channels,
+            layers_per_block=1,
+            block_out_channels=(8, 16, 16, 32) if small else (48, 96, 160, 192),
+            down_block_types=(
+                "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"
+            ),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32 if small else 128,
+            attention_head_dim=4 if small else 8,
+            norm_num_groups=8 if small else 16,
+        )  # fmt: skip
     return dict(
         sample_size=RESOLUTION // 16,
         in_channels=latent_channels,
@@ -128,7 +149,9 @@ def unet_config(scale: str = "base", latent_channels: int = 8) -> dict:
     )
 
 
-def build_models(seed: int = 0, scale: str = "base", tokenizer=None, latent_channels: int = 8):
+def build_models(
+    seed: int = 0, scale: str = "base", tokenizer=None, latent_channels: int = 4, down: int = 8
+):
     """Fresh (tokenizer, text_encoder, vae, unet) with weights initialised from seed.
     scale "test" is a miniature of the same architecture, for fast tests of the trainer."""
     import torch
@@ -140,8 +163,8 @@ def build_models(seed: int = 0, scale: str = "base", tokenizer=None, latent_chan
     torch.manual_seed(seed)
     try:
         text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, scale)))
-        vae = AutoencoderKL(**vae_config(scale, latent_channels))
-        unet = UNet2DConditionModel(**unet_config(scale, latent_channels))
+        vae = AutoencoderKL(**vae_config(scale, latent_channels, down))
+        unet = UNet2DConditionModel(**unet_config(scale, latent_channels, down))
     finally:
         torch.random.set_rng_state(state)
     return tokenizer, text_encoder, vae, unet

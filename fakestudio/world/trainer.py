@@ -1,6 +1,6 @@
 """Train the world base model in resumable slices: VAE, latent cache, then UNet + text encoder.
 
-    RUN_DIR/                      (default: <cache>/world-train-7, outside any git tree)
+    RUN_DIR/                      (default: <cache>/world-train-8, outside any git tree)
         recipe.json               the recipe of this run (fixed at its first slice)
         tokenizer/                the CLIP-format tokenizer, written once
         log.jsonl                 loss and probe measures against training wall-clock time
@@ -34,6 +34,7 @@ EXTENSIBLE = {"vae_steps", "unet_steps", "eval_every", "eval_prompts", "checkpoi
 LEGACY = {
     "vae_hue": 0.0,
     "latent_channels": 8,
+    "vae_down": 16,
     "vae_recolour": 0.0,
     "vae_lr_end": 1.0,
     "text_start": 0,
@@ -43,7 +44,7 @@ LEGACY = {
 # (`WorldTrainer(..., from_run=...)`) only where these agree
 VAE_AND_CACHE = (
     "seed", "scale", "resolution", "vae_steps", "vae_batch", "vae_crop", "vae_lr", "vae_kl",
-    "vae_hue", "vae_recolour", "vae_lr_end", "latent_channels", "cache_scenes", "two_people",
+    "vae_hue", "vae_recolour", "vae_lr_end", "latent_channels", "vae_down", "cache_scenes", "two_people",
 )  # fmt: skip
 
 
@@ -68,10 +69,16 @@ class WorldRecipe:
     # pink hair blond beside ordinary skin; recolouring each region on its own fixes that
     vae_recolour: float = 0.5
     vae_lr_end: float = 0.1  # the VAE's learning rate falls (cosine) to this share of vae_lr
-    # 8: runs 3-5 (16 channels, recoloured VAE) never learnt their captions (probe at the
-    # floor, 19-26%, to 4,000 steps; they drew average colours); the control, today's UNet
-    # recipe on run 1's 8-channel latents, read 34% at 2,000 steps (run 1: 29.9%)
-    latent_channels: int = 8
+    # the VAE's downsampling (8: 4 blocks, 32x32 latents; 16: 5 blocks, 16x16, runs 1-7). At
+    # 16x the probe read 71-84% of attributes back from its reconstructions after 2,000-3,000
+    # steps (eyes, glasses and beards blurred away): a ceiling under the 90% bar for any UNet.
+    # At 8x with 4 channels: 70% after 600 steps (run 7's 16x VAE: 35-38% there)
+    vae_down: int = 8
+    # runs 3-5 (16x, 16 channels, recoloured VAE) never learnt their captions (probe at the
+    # floor, 19-26%, to 4,000 steps; they drew average colours); the control, the same UNet
+    # recipe on run 1's 8-channel latents, read 34% at 2,000 steps (run 1: 29.9%). 4 at 8x:
+    # Stable Diffusion's shape
+    latent_channels: int = 4
     # stage 2: latents of this many world scenes (caption + latent mean and std)
     cache_scenes: int = 8192
     two_people: float = 0.35
@@ -120,7 +127,7 @@ def turn_hue(image, degrees: float):
 def default_run_dir() -> Path:
     from detectors.paths import cache_dir
 
-    return cache_dir() / "world-train-7"  # recoloured VAE scenes, LR decay, 8 channels
+    return cache_dir() / "world-train-8"  # 8x VAE, 4 channels, 32x32 latents
 
 
 def _rng(recipe: WorldRecipe, stage: int, step: int) -> np.random.Generator:
@@ -166,7 +173,7 @@ class WorldTrainer:
             tokenizer = None
         r = self.recipe
         self.tokenizer, self.text_encoder, self.vae, self.unet = build_models(
-            r.seed, r.scale, tokenizer, latent_channels=r.latent_channels
+            r.seed, r.scale, tokenizer, latent_channels=r.latent_channels, down=r.vae_down
         )
         if tokenizer is None:
             self.tokenizer.save_pretrained(tok_dir)
