@@ -55,6 +55,11 @@ def lowest_priority() -> None:
 )
 @click.option("--cache-scenes", type=click.IntRange(min=1), help="Scenes in the latent cache.")
 @click.option(
+    "--text-pretrain",
+    type=click.IntRange(min=0),
+    help="Steps of the text encoder's reading lesson before the UNet (0: none; new runs only).",
+)
+@click.option(
     "--from-run",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Start a new run at the UNet stage with this run's VAE and latent cache.",
@@ -77,6 +82,7 @@ def main(
     eval_every,
     scale,
     cache_scenes,
+    text_pretrain,
     from_run,
     status,
     export_to,
@@ -124,6 +130,7 @@ def main(
             eval_every=eval_every,
             scale=scale,
             cache_scenes=cache_scenes,
+            text_pretrain=text_pretrain,
         ).items()
         if v is not None
     }

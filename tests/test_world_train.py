@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # a miniature of the recipe: every stage runs, in seconds
 SMALL = dict(
     scale="test", vae_steps=3, vae_batch=2, vae_crop=64, cache_scenes=16, unet_steps=3,
-    unet_batch=4, warmup=2, eval_every=0,
+    unet_batch=4, warmup=2, eval_every=0, text_pretrain=3,
 )  # fmt: skip
 
 
@@ -55,7 +55,8 @@ def test_slices_end_with_the_weights_of_one_run(tmp_path):
     assert a.keys() == b.keys() and any(k.startswith("ema.unet.") for k in a)
     assert all((a[k] == b[k]).all() for k in a)
     log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
-    assert {e["stage"] for e in log} == {"vae", "cache", "unet"}
+    assert {e["stage"] for e in log} == {"vae", "cache", "text", "unet"}
+    assert any("text_read" in e for e in log)
     assert all("elapsed_s" in e for e in log)
 
 
@@ -181,7 +182,7 @@ def test_a_new_run_may_start_from_another_runs_vae_and_cache(tmp_path):
                      from_run=tmp_path / "a", **quiet)  # fmt: skip
     recipe = WorldRecipe(**(SMALL | {"text_start": 2, "unet_lr": 1e-3}))
     second = WorldTrainer(tmp_path / "b", recipe, from_run=tmp_path / "a", **quiet)
-    assert (second.stage, second.step) == ("unet", 0)
+    assert (second.stage, second.step) == ("text", 0)
     assert second.scaling_factor == first.scaling_factor
     for k, v in first.vae.state_dict().items():
         assert torch.equal(v, second.vae.state_dict()[k])
@@ -192,7 +193,11 @@ def test_a_new_run_may_start_from_another_runs_vae_and_cache(tmp_path):
     def moved(model, before):
         return any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
-    second.run(max_steps=2)  # steps 0 and 1: the text encoder is frozen
+    second.run(max_steps=1)  # the text encoder's reading lesson
+    assert (second.stage, second.step) == ("unet", 0) and moved(second.text_encoder, text0)
+    assert not moved(second.unet, unet0)
+    text0 = {k: v.clone() for k, v in second.text_encoder.state_dict().items()}
+    second.run(max_steps=2)  # UNet steps 0 and 1: the text encoder is frozen
     assert moved(second.unet, unet0) and not moved(second.text_encoder, text0)
     second.run()  # step 2: it learns
     assert second.stage == "done" and moved(second.text_encoder, text0)
@@ -211,5 +216,5 @@ def test_a_new_run_may_start_from_another_runs_vae_and_cache(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
-    assert status["stage"] == "unet" and status["recipe"]["scale"] == "test"
+    assert status["stage"] == "text" and status["recipe"]["scale"] == "test"
     assert status["recipe"]["vae_steps"] == SMALL["vae_steps"]

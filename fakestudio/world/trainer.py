@@ -1,4 +1,5 @@
-"""Train the world base model in resumable slices: VAE, latent cache, then UNet + text encoder.
+"""Train the world base model in resumable slices: VAE, latent cache, the text encoder's
+reading lesson (`reading.py`), then UNet + text encoder.
 
     RUN_DIR/                      (default: <cache>/world-train-8, outside any git tree)
         recipe.json               the recipe of this run (fixed at its first slice)
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("vae", "cache", "unet", "done")
+STAGES = ("vae", "cache", "text", "unet", "done")
 CHUNK = 256  # scenes per latent-cache chunk
 # recipe fields that may change between slices without breaking exact resume
 EXTENSIBLE = {"vae_steps", "unet_steps", "eval_every", "eval_prompts", "checkpoint_minutes"}
@@ -35,6 +36,7 @@ LEGACY = {
     "vae_hue": 0.0,
     "latent_channels": 8,
     "vae_down": 16,
+    "text_pretrain": 0,
     "vae_recolour": 0.0,
     "vae_lr_end": 1.0,
     "text_start": 0,
@@ -82,7 +84,13 @@ class WorldRecipe:
     # stage 2: latents of this many world scenes (caption + latent mean and std)
     cache_scenes: int = 8192
     two_people: float = 0.35
-    # stage 3: UNet + text encoder on cached latents
+    # stage 3: the text encoder learns to read captions (`reading.py`: at each noun of a
+    # description, tell its attributes' values and whose they are) before the UNet listens to
+    # it. A random frozen encoder's features give 61% of shirt colours and 82% of skins to a
+    # linear read-out (the attributes run 1 drew worst: 37% and 44% at step 6,000); after
+    # 100 steps of this, 100%
+    text_pretrain: int = 400
+    # stage 4: UNet + text encoder on cached latents
     unet_steps: int = 10000
     unet_batch: int = 32
     unet_lr: float = 3e-4
@@ -195,7 +203,7 @@ class WorldTrainer:
             theirs = WorldRecipe(**(LEGACY | json.loads((source / "recipe.json").read_text())))
         except (OSError, ValueError, TypeError) as e:
             raise ValueError(f"{source}: not a world-train run ({e})") from e
-        if state["stage"] not in ("unet", "done"):
+        if state["stage"] not in ("text", "unet", "done"):
             raise ValueError(f"{source}: its latent cache is not finished (stage {state['stage']})")
         for name in VAE_AND_CACHE:
             a, b = getattr(theirs, name), getattr(recipe, name)
@@ -217,7 +225,7 @@ class WorldTrainer:
                 os.link(chunk, folder / chunk.name)  # read-only use: a hard link will do
             except OSError:
                 shutil.copy2(chunk, folder / chunk.name)
-        self.stage, self.step, self.scaling_factor = "unet", 0, state["scaling_factor"]
+        self.stage, self.step, self.scaling_factor = "text", 0, state["scaling_factor"]
         self.opt = self._make_optimizer()
         self._write_log({"from_run": source.name, "scaling_factor": self.scaling_factor})
         self.save()
@@ -531,7 +539,27 @@ class WorldTrainer:
             )
             self.scaling_factor = float(1.0 / allm.float().std())
             self._write_log({"scaling_factor": self.scaling_factor})
-        self._advance(n_chunks, "unet")
+        self._advance(n_chunks, "text")
+
+    # stage 3 -------------------------------------------------------------------------------------
+
+    def _step_text(self) -> None:
+        """The text encoder's reading lesson (`reading.teach`), in one step: it takes a minute
+        or two, and a slice cut inside it starts it again (it is deterministic)."""
+        from fakestudio.world.reading import teach
+
+        r = self.recipe
+        if r.text_pretrain > 0:
+            result = teach(
+                self.text_encoder,
+                self.tokenizer,
+                r.text_pretrain,
+                seed=r.seed,
+                two=r.two_people,
+                log=self._write_log,
+            )
+            self._write_log(result)
+        self._advance(1, "unet")
 
     def _ids(self, captions: list[str]):
         return self.tokenizer(
@@ -555,7 +583,7 @@ class WorldTrainer:
             self._uncond = self._ids([""])[0]
         return self._cache
 
-    # stage 3 -------------------------------------------------------------------------------------
+    # stage 4 -------------------------------------------------------------------------------------
 
     def _step_unet(self) -> None:
         torch = self.torch
