@@ -41,7 +41,7 @@ def lowest_priority() -> None:
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where the run lives (default: <user cache>/fakestudio/world-train-8).",
+    help="Where the run lives (default: <user cache>/fakestudio/world-train-9).",
 )
 @click.option(
     "--minutes", type=click.FloatRange(min=0, min_open=True), help="Stop after this long."

@@ -149,6 +149,7 @@ def test_a_run_started_before_the_hue_turns_resumes_as_it_was(tmp_path):
     assert trainer.recipe.vae_hue == 0.0 and trainer.recipe.latent_channels == 8
     assert trainer.recipe.vae_recolour == 0.0 and trainer.recipe.vae_lr_end == 1.0
     assert trainer.recipe.text_start == 0 and trainer.schedule()["beta_end"] == 0.012
+    assert trainer.recipe.prediction == trainer.schedule()["prediction_type"] == "epsilon"
     assert trainer.vae.config.latent_channels == 8 and trainer.unet.config.in_channels == 8
     assert len(trainer.vae.config.block_out_channels) == 5 and trainer.unet.config.sample_size == 16
     fresh = WorldTrainer(tmp_path / "new", WorldRecipe(**SMALL))
@@ -205,7 +206,7 @@ def test_a_new_run_may_start_from_another_runs_vae_and_cache(tmp_path):
     assert second.pipeline().scheduler.config.beta_end == recipe.beta_end == 0.02
     assert second.export(tmp_path / "out").joinpath("scheduler").is_dir()
     saved = json.loads((tmp_path / "out" / "scheduler" / "scheduler_config.json").read_text())
-    assert saved["beta_end"] == 0.02
+    assert saved["beta_end"] == 0.02 and saved["prediction_type"] == "v_prediction"
     with pytest.raises(ValueError, match="this run has begun"):
         WorldTrainer(tmp_path / "b", recipe, from_run=tmp_path / "a", **quiet)
     # the command line takes the source's VAE and cache recipe (here a miniature's)

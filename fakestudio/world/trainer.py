@@ -1,7 +1,7 @@
 """Train the world base model in resumable slices: VAE, latent cache, the text encoder's
 reading lesson (`reading.py`), then UNet + text encoder.
 
-    RUN_DIR/                      (default: <cache>/world-train-8, outside any git tree)
+    RUN_DIR/                      (default: <cache>/world-train-9, outside any git tree)
         recipe.json               the recipe of this run (fixed at its first slice)
         tokenizer/                the CLIP-format tokenizer, written once
         log.jsonl                 loss and probe measures against training wall-clock time
@@ -37,6 +37,7 @@ LEGACY = {
     "latent_channels": 8,
     "vae_down": 16,
     "text_pretrain": 0,
+    "prediction": "epsilon",
     "vae_recolour": 0.0,
     "vae_lr_end": 1.0,
     "text_start": 0,
@@ -108,6 +109,14 @@ class WorldRecipe:
     # caption blindness: it was not (the 16-channel VAE was); kept because run 6 learnt its
     # captions faster than run 1 with it. Exported with the base's scheduler
     beta_end: float = 0.02
+    # what the UNet predicts: "v_prediction" (Stable Diffusion 2's) or "epsilon" (SD 1's,
+    # runs 1-8). With epsilon, the clean latent the sampler's first steps infer is the noisy
+    # input less sigma (66 at the last step) times the prediction: run 8's UNet at step 1,574
+    # predicted the noise to 0.3% yet put the clean latent off by 13.8 (mean squared; the
+    # latents' variance is 1.0), and the loss, weighted by the signal-to-noise ratio there,
+    # never asked for better. The first steps decide a picture's colours, so they came out a
+    # random cast of the seed. v-prediction asks for the clean latent itself at high noise
+    prediction: str = "v_prediction"
     warmup: int = 200
     uncond: float = 0.1  # caption dropout, for classifier-free guidance
     min_snr: float = 5.0
@@ -115,7 +124,7 @@ class WorldRecipe:
     # bookkeeping
     checkpoint_minutes: float = 10.0
     eval_every: int = 1000  # UNet steps between probe measures
-    eval_prompts: int = 16
+    eval_prompts: int = 48
 
 
 def turn_hue(image, degrees: float):
@@ -135,7 +144,7 @@ def turn_hue(image, degrees: float):
 def default_run_dir() -> Path:
     from detectors.paths import cache_dir
 
-    return cache_dir() / "world-train-8"  # 8x VAE, 4 channels, 32x32 latents
+    return cache_dir() / "world-train-9"  # run 8's VAE and cache, v-prediction
 
 
 def _rng(recipe: WorldRecipe, stage: int, step: int) -> np.random.Generator:
@@ -613,8 +622,12 @@ class WorldTrainer:
         pred = self.unet(noisy, t, hidden).sample
         ac = sched.alphas_cumprod[t]
         snr = ac / (1 - ac)
-        w = torch.clamp(snr, max=r.min_snr) / snr
-        loss = ((pred - noise).pow(2).mean(dim=(1, 2, 3)) * w).mean()
+        if r.prediction == "epsilon":
+            target, w = noise, torch.clamp(snr, max=r.min_snr) / snr
+        else:  # min-SNR weighting for v (Hang et al. 2023): min(snr, gamma) / (snr + 1)
+            target = sched.get_velocity(latents, noise, t)
+            w = torch.clamp(snr, max=r.min_snr) / (snr + 1)
+        loss = ((pred - target).pow(2).mean(dim=(1, 2, 3)) * w).mean()
         warm = min(1.0, (self.step + 1) / r.warmup)
         self.opt.param_groups[0]["lr"] = r.unet_lr * warm
         text_warm = min(1.0, max(0, self.step + 1 - r.text_start) / r.warmup)
@@ -637,7 +650,10 @@ class WorldTrainer:
         """The noise schedule this run trains with (and its base generates with)."""
         from fakestudio.tiny import SCHEDULE
 
-        return SCHEDULE | {"beta_end": self.recipe.beta_end}
+        return SCHEDULE | {
+            "beta_end": self.recipe.beta_end,
+            "prediction_type": self.recipe.prediction,
+        }
 
     def _update_ema(self) -> None:
         decay = min(self.recipe.ema, (1 + self.step) / (10 + self.step))
