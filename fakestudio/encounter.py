@@ -65,7 +65,7 @@ class EncounterConfig:
     n: int = 1
     seed: int | None = None
     steps: int = 20
-    guidance: float = 7.0
+    guidance: float | None = None  # None: the base's recommendation (base_settings), else 7
     width: int | None = None
     height: int | None = None
     scheduler: str = "euler"
@@ -497,7 +497,7 @@ def encounter(
     import torch
 
     from fakestudio.devices import resolve_device
-    from fakestudio.generate import make_record, render
+    from fakestudio.generate import make_record, render, with_base_guidance
     from fakestudio.models import load_base
     from fakestudio.schedulers import make_scheduler
 
@@ -506,6 +506,7 @@ def encounter(
     base = load_base(
         cfg.base, config=cfg.config, tokenizer=cfg.tokenizer, dtype=dtype, device=device
     )
+    cfg = with_base_guidance(cfg, base)
     pipe = base.pipe
     pipe.scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
     native = base.native_size

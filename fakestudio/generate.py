@@ -8,6 +8,7 @@ because the watermark payload is derived from the settings (see record.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable
@@ -37,7 +38,7 @@ class GenerateConfig:
     n: int = 1
     seed: int | None = None  # None: a random seed, recorded
     steps: int = 20
-    guidance: float = 7.0
+    guidance: float | None = None  # None: the base's recommendation (base_settings), else 7
     width: int | None = None  # None: the base's native size (256 on tiny)
     height: int | None = None
     scheduler: str = "euler"
@@ -78,8 +79,8 @@ def check_render(cfg) -> None:
         raise UserError(f"-n {cfg.n}: at most {MAX_IMAGES} images per run")
     if cfg.steps < 1 or cfg.steps > MAX_STEPS:
         raise UserError(f"--steps must be between 1 and {MAX_STEPS} (got {cfg.steps})")
-    guidance = getattr(cfg, "guidance", 0.0)
-    if not math.isfinite(guidance):
+    guidance = getattr(cfg, "guidance", None)
+    if guidance is not None and not math.isfinite(guidance):
         raise UserError(f"--guidance {guidance}: must be a finite number")
     for name, v in (("--width", cfg.width), ("--height", cfg.height)):
         if v is None:
@@ -137,6 +138,7 @@ def generate(
     base = load_base(
         cfg.base, config=cfg.config, tokenizer=cfg.tokenizer, dtype=dtype, device=device
     )
+    cfg = with_base_guidance(cfg, base)
     pipe = base.pipe
     lora_refs = apply_loras(pipe, specs)
     pipe.scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
@@ -161,6 +163,13 @@ def generate(
         stem = f"{record.seed}-{i:02d}-{file_payload(record, opts.fmt, opts.badge)}"
         written.append(write_labelled(image, record, out_dir, stem, opts))
     return written
+
+
+def with_base_guidance(cfg, base):
+    """cfg with its guidance set: the one asked for, else what the base recommends."""
+    if cfg.guidance is not None:
+        return cfg
+    return dataclasses.replace(cfg, guidance=base.settings.guidance)
 
 
 def make_record(

@@ -18,10 +18,11 @@ over its weight files, so two people with the same weights see the same hash.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from detectors.fingerprint import sha256_files
+from fakestudio.base_settings import BaseSettings, read_settings
 from fakestudio.errors import UserError
 
 SD_WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -51,6 +52,7 @@ class BaseModel:
     name: str  # display name: "tiny", a folder name, a file name, a hub id
     sha256: str
     family: str  # "sd1" | "sdxl"
+    settings: BaseSettings = field(default_factory=BaseSettings)  # its fakestudio.json
 
     @property
     def native_size(self) -> int:
@@ -166,7 +168,7 @@ def load_base(
     if base == WORLD_NAME:
         folder = world_dir()
         pipe, family = _load_folder(folder, dtype)
-        model = BaseModel(pipe, WORLD_NAME, folder_sha256(folder), family)
+        model = BaseModel(pipe, WORLD_NAME, folder_sha256(folder), family, read_settings(folder))
     elif base == TINY_NAME:
         folder = ensure_tiny()
         pipe, family = _load_folder(folder, dtype)
@@ -180,7 +182,9 @@ def load_base(
                     "pass a Stable Diffusion diffusers folder or a .safetensors checkpoint"
                 )
             pipe, family = _load_folder(path, dtype)
-            model = BaseModel(pipe, path.resolve().name, folder_sha256(path), family)
+            model = BaseModel(
+                pipe, path.resolve().name, folder_sha256(path), family, read_settings(path)
+            )
         elif path.is_file():
             from fakestudio.single_file import BaseModelError, load_single_file
 

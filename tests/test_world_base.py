@@ -140,9 +140,9 @@ def test_the_world_base_draws_what_the_prompt_says(probe):
 
 @pytest.fixture(scope="module")
 def loras(tmp_path_factory):
-    """Both sample people trained on the world base (short runs, otherwise default settings)."""
+    """Both sample people trained on the world base (shorter runs, otherwise default settings)."""
     from fakestudio.dataset import prepare_dataset
-    from fakestudio.train.config import TrainConfig
+    from fakestudio.train.config import make_config
     from fakestudio.train.loop import train
 
     tmp = tmp_path_factory.mktemp("world-loras")
@@ -153,7 +153,8 @@ def loras(tmp_path_factory):
             resolution=256, consent="drawn by fakestudio", person=True, base="world",
         )  # fmt: skip
         out[person] = tmp / f"{person}.safetensors"
-        train(TrainConfig(dataset=res.dataset.root, out=out[person], base="world", max_steps=150))
+        # the world base's own settings (its fakestudio.json: lr, text encoder, prior images)
+        train(make_config(res.dataset.root, out[person], base="world", max_steps=300))
     return out
 
 

@@ -62,9 +62,9 @@ RENDER_OPTIONS = [
     click.option(
         "--guidance",
         type=float,
-        default=7.0,
-        show_default=True,
-        help="Classifier-free guidance scale.",
+        default=None,
+        help="Classifier-free guidance scale. Default: what the base recommends (its "
+        "fakestudio.json: 3 on world), else 7.",
     ),
     click.option(
         "--width",

@@ -31,7 +31,14 @@ SECTIONS = {
         "resolution",
         "seed",
     ],
-    "Quality": ["min_snr_gamma", "noise_offset", "caption_dropout", "class_images", "class_prompt"],
+    "Quality": [
+        "min_snr_gamma",
+        "noise_offset",
+        "caption_dropout",
+        "class_images",
+        "class_prompt",
+        "prior_images",
+    ],
     "Speed and memory": ["mixed_precision", "gradient_checkpointing", "cache", "device"],
     "Checkpoints and previews": ["checkpoint_every", "resume", "sample_every", "sample_prompt"],
 }
@@ -144,6 +151,12 @@ P = click.Path(path_type=Path)
 )
 @click.option("--class-prompt", default=None, help="Their caption [photo of a <class word>].")
 @click.option(
+    "--prior-images",
+    type=int,
+    default=None,
+    help="Prior preservation without --class-images: the base first draws this many [0].",
+)
+@click.option(
     "--mixed-precision",
     type=click.Choice(["no", "fp16", "bf16"]),
     default=None,
@@ -195,6 +208,8 @@ def train(dataset, out, fmt, cache, toml, as_json, quiet, **options):
         --mixed-precision bf16 --steps 2400 --sample-every 200 --checkpoint-every 500
     accelerate launch --multi_gpu --num_processes 4 -m fakestudio train dataset/ --out x.safetensors
 
+    Defaults in [brackets] are fakestudio's; a base may bring its own (a fakestudio.json in
+    its folder: the world base trains at lr 3e-4 with the text encoder and 16 prior images).
     Ctrl-C saves a checkpoint and exits 130; add --resume to the same command to continue.
     Exit codes: 0 done, 2 bad input or a diverged run (one line says why), 130 interrupted.
     """

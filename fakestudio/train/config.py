@@ -28,6 +28,7 @@ LR_SCHEDULERS = ("constant", "cosine", "linear")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 FORMATS = ("peft", "kohya", "both")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+MAX_PRIOR_IMAGES = 1000
 STORY_REPEATS = 100  # default length: every photo seen 100 times (24 photos -> 2,400 image-steps)
 
 
@@ -63,6 +64,7 @@ class TrainConfig:
     caption_dropout: float = 0.0
     class_images: Path | None = None  # prior preservation: a folder of class images
     class_prompt: str | None = None  # None: "photo of a <class word>"
+    prior_images: int = 0  # no class_images: the base draws this many first (train/prior.py)
     prior_loss_weight: float = 1.0
     # speed and memory
     mixed_precision: str = "no"
@@ -80,7 +82,7 @@ class TrainConfig:
     sample_every: int = 0
     sample_prompt: str | None = None  # None: the dataset's first caption
     sample_steps: int = 20
-    sample_guidance: float = 7.0
+    sample_guidance: float | None = None  # None: the base's recommendation, else 7
     sample_seed: int = 1234
     # output
     format: str = "kohya"  # the form every tool loads (A1111, ComfyUI, kohya, diffusers)
@@ -131,6 +133,10 @@ class TrainConfig:
         _choice("--format", self.format, FORMATS)
         if self.prediction_type is not None:
             _choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        if not 0 <= self.prior_images <= MAX_PRIOR_IMAGES:
+            raise UserError(
+                f"prior_images must be between 0 and {MAX_PRIOR_IMAGES} (got {self.prior_images})"
+            )
         for name, v in (
             ("--checkpoint-every", self.checkpoint_every),
             ("--sample-every", self.sample_every),
@@ -241,11 +247,16 @@ def _kinds(hint) -> tuple:
 
 
 def make_config(dataset: Path, out: Path, toml: Path | None = None, **options) -> TrainConfig:
-    """Defaults < TOML file < options (options that are None are left out)."""
+    """Defaults < the base's fakestudio.json < TOML file < options (None options left out)."""
+    from fakestudio.base_settings import base_settings
+    from fakestudio.models import default_base
+
     values: dict = {}
     if toml is not None:
         values.update(read_toml(toml))
     values.update({k: v for k, v in options.items() if v is not None})
+    base = values.get("base") or default_base()
+    values = base_settings(str(base)).train | values
     values.pop("dataset", None)
     values.pop("out", None)
     return TrainConfig(dataset=Path(dataset), out=Path(out), **values)

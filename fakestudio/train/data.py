@@ -88,6 +88,11 @@ def load_pixels(path: Path, size: tuple[int, int]) -> torch.Tensor:
     return a.float().div(127.5).sub(1.0)
 
 
+def class_prompt(cfg, ds) -> str:
+    """The caption of prior preservation's class images."""
+    return cfg.class_prompt or f"photo of a {ds.class_word}".strip()
+
+
 def class_image_files(folder: Path) -> list[Path]:
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -155,7 +160,7 @@ class TrainData:
         self.buckets = [tuple(im.bucket) for im in ds.images]
         self.captions = [im.caption for im in ds.images]
         self.class_files = class_image_files(cfg.class_images) if cfg.class_images else []
-        self.class_prompt = cfg.class_prompt or f"photo of a {ds.class_word}".strip()
+        self.class_prompt = class_prompt(cfg, ds)
         self.cache_text = cfg.cache_text and not text_trained
         self.text_trained = text_trained
         self.train_encoders = None  # set by the loop once the trained encoders are wrapped

@@ -19,6 +19,7 @@ files or talks. Steps are optimizer steps; one step sees batch_size x grad_accum
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -45,7 +46,13 @@ from fakestudio.train.checkpoint import (
     save_checkpoint,
 )
 from fakestudio.train.config import STORY_REPEATS, TrainConfig
-from fakestudio.train.data import TrainData, epoch_batches, open_dataset, steps_per_epoch
+from fakestudio.train.data import (
+    TrainData,
+    class_prompt,
+    epoch_batches,
+    open_dataset,
+    steps_per_epoch,
+)
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -54,7 +61,7 @@ HEADER_FORMAT = "fakestudio.lora/1"
 MUST_MATCH = (
     "rank alpha train_text_encoder resolution lr text_encoder_lr lr_scheduler warmup_steps "
     "batch_size grad_accum seed min_snr_gamma noise_offset caption_dropout prior_loss_weight "
-    "weight_decay"
+    "weight_decay prior_images"
 ).split()
 
 
@@ -277,6 +284,13 @@ def setup(cfg: TrainConfig, ds, log: Callable[[str], None] | None) -> Run:
         say(f"dataset: {w}")
     with accelerator.main_process_first():
         base = load_base(cfg.base, config=cfg.base_config, tokenizer=cfg.tokenizer)
+        if cfg.prior_images and cfg.class_images is None:  # the base draws the class images
+            from fakestudio.train.prior import draw_class_images
+
+            base.pipe.to(device)
+            size = cfg.resolution or ds.resolution
+            drawn = draw_class_images(cfg, base, class_prompt(cfg, ds), size, say)
+            cfg = dataclasses.replace(cfg, class_images=drawn)
     pipe, sdxl = base.pipe, base.family == "sdxl"
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
         cfg.mixed_precision
@@ -822,7 +836,7 @@ def _preview(run: Run, step: int, lora_kwargs: dict) -> Path:
         negative_prompt="",
         seed=cfg.sample_seed,
         steps=cfg.sample_steps,
-        guidance=cfg.sample_guidance,
+        guidance=base.settings.guidance if cfg.sample_guidance is None else cfg.sample_guidance,
         width=resolution,
         height=resolution,
         scheduler="euler",

@@ -17,6 +17,13 @@ from fakestudio.errors import UserError
 WORLD_NAME = "world"
 WORLD_DIR = Path(__file__).resolve().parent / "base"
 NATIVE_SIZE = 256
+# How the world base is best used (its fakestudio.json, see fakestudio/base_settings.py):
+# guidance 7 burns its pictures (and a LoRA's most of all); a LoRA at lr 1e-4 without a prior
+# neither learns a held-out colour nor keeps the class word apart (docs/world-model.md).
+SETTINGS = {
+    "guidance": 3.0,
+    "train": {"lr": 3e-4, "train_text_encoder": True, "prior_images": 16},
+}
 
 _checked: set[Path] = set()
 

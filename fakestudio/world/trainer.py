@@ -708,6 +708,10 @@ class WorldTrainer:
         tmp = out.with_name(f".{out.name}.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         pipe.save_pretrained(tmp, safe_serialization=True)
+        from fakestudio.base_settings import SETTINGS_FILE
+        from fakestudio.world.base import SETTINGS
+
+        (tmp / SETTINGS_FILE).write_text(json.dumps(SETTINGS, indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

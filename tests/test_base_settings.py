@@ -1,0 +1,104 @@
+"""A base's own settings (`fakestudio.json` in its folder) and prior images the base draws.
+
+The world base burns its pictures at guidance 7 and its LoRAs need a prior to keep the class
+word apart (docs/world-model.md); these tests run the same mechanism on copies of the tiny
+base that carry a settings file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fakestudio.errors import UserError
+from tests.test_hostile_cli import invoke, one_line_error
+from tests.test_train import header, make_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_with_settings(tiny_folder, tmp_path_factory) -> Path:
+    """The tiny base as a plain diffusers folder that says how it likes to be used."""
+    folder = tmp_path_factory.mktemp("bases") / "opinionated"
+    shutil.copytree(tiny_folder, folder)
+    settings = {"guidance": 2.5, "train": {"lr": 3e-3, "rank": 2, "prior_images": 2}}
+    (folder / "fakestudio.json").write_text(json.dumps(settings))
+    return folder
+
+
+def test_settings_are_read_and_checked(tmp_path, tiny_folder):
+    from fakestudio.base_settings import base_settings, read_settings
+
+    assert base_settings("tiny").guidance == 7.0 and base_settings("tiny").train == {}
+    assert read_settings(tiny_folder).guidance == 7.0  # no file: fakestudio's defaults
+    folder = tmp_path / "base"
+    folder.mkdir()
+    for text, problem in (
+        ("{", "not readable JSON"),
+        ('{"guidance": "high"}', "guidance must be a number"),
+        ('{"guidance": -1}', "guidance must be 0 or more"),
+        ('{"train": {"lr": 1e-4, "turbo": true}}', "unknown train settings ['turbo']"),
+        ('{"sampler": "euler"}', "only 'guidance' and 'train' are known"),
+    ):
+        (folder / "fakestudio.json").write_text(text)
+        with pytest.raises(UserError, match=r"^base/fakestudio.json: ") as e:
+            read_settings(folder)
+        assert problem in str(e.value)
+
+
+def test_train_defaults_come_from_the_base_and_yield_to_toml_and_flags(
+    tiny_with_settings, tmp_path
+):
+    from fakestudio.train.config import make_config
+
+    base = str(tiny_with_settings)
+    cfg = make_config("ds", "x.safetensors", base=base)
+    assert (cfg.lr, cfg.rank, cfg.prior_images) == (3e-3, 2, 2)
+    toml = tmp_path / "train.toml"
+    toml.write_text("lr = 5e-4\n")
+    cfg = make_config("ds", "x.safetensors", toml, base=base, rank=8)
+    assert (cfg.lr, cfg.rank, cfg.prior_images) == (5e-4, 8, 2)
+    assert make_config("ds", "x.safetensors", base="tiny").lr == 1e-4
+
+
+def test_generate_uses_the_base_guidance_unless_asked(tiny_with_settings, tmp_path):
+    from detectors.verify import verify_image
+
+    for extra, want in (([], 2.5), (["--guidance", "4"], 4.0)):
+        out = tmp_path / f"out-{want}"
+        res = invoke("generate", "a photo", "--base", tiny_with_settings, "--steps", 1,
+                     "--seed", 1, "--out", out, "--json", *extra)  # fmt: skip
+        assert res.exit_code == 0, res.output
+        (path,) = out.glob("*.png")
+        assert verify_image(path, use_ledger=False).c2pa["generation"]["guidance"] == want
+
+
+def test_a_broken_settings_file_is_one_line(tiny_with_settings, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_with_settings, broken)
+    (broken / "fakestudio.json").write_text('{"guidance": "x"}')
+    res = invoke("generate", "a photo", "--base", broken, "--steps", 1, "--out", tmp_path / "o")
+    assert res.exit_code == 2
+    one_line_error(res, "broken/fakestudio.json", "guidance must be a number")
+
+
+def test_the_base_draws_labelled_class_images_once(tiny_with_settings, tmp_path):
+    from detectors.verify import verify_image
+    from fakestudio.train.config import make_config
+    from fakestudio.train.loop import train
+
+    data = make_dataset(tmp_path / "ds")
+    out = tmp_path / "ben0a.safetensors"
+    res = train(make_config(data, out, base=str(tiny_with_settings), max_steps=2))
+    assert header(res.outputs[0])["prior_preservation"]
+    drawn = sorted((tmp_path / "ben0a-training" / "class-images").glob("*.png"))
+    assert len(drawn) == 2
+    for p in drawn:  # generated pictures, labelled like every other
+        rep = verify_image(p, use_ledger=False)
+        assert rep.verdict.outcome == "labelled-ai"
+        assert rep.c2pa["generation"]["guidance"] == 2.5
+    before = [p.stat().st_mtime_ns for p in drawn]
+    again = make_config(data, out, base=str(tiny_with_settings), max_steps=3, resume=True)
+    assert train(again).resumed_from == 2
+    assert [p.stat().st_mtime_ns for p in drawn] == before  # the same ask: drawn once
