@@ -5,10 +5,13 @@ v-prediction model like the world base burns its pictures there; a LoRA on SD le
 lr 1e-4, the world base's LoRAs want more and a prior. A diffusers folder may carry
 
     {"guidance": 3.0,
-     "train": {"lr": 3e-4, "train_text_encoder": true, "prior_images": 16}}
+     "train": {"lr": 3e-4, "train_text_encoder": true, "prior_images": 16},
+     "encounter": {"person": "a photo of two people {scene}, on the {side} {who}"}}
 
 `guidance` is the default of `generate`, `encounter` and `demo`; `train` holds `TrainConfig`
-fields, the defaults of `fakestudio train` on that base. Precedence, lowest first: fakestudio's
+fields, the defaults of `fakestudio train` on that base; `encounter` holds the templates of an
+encounter's prompts, in the words the base was trained on (`ENCOUNTER` has the defaults, and
+the fields each may use: {scene}, {who} ("ben0a man"), {side} ("left"/"right"), {a}, {b}). Precedence, lowest first: fakestudio's
 defaults < the base's file < a `--config` TOML file < command-line flags. Bases without the file
 (tiny, single-file checkpoints, most diffusers folders) get fakestudio's defaults.
 """
@@ -24,12 +27,20 @@ from fakestudio.errors import UserError
 
 SETTINGS_FILE = "fakestudio.json"
 DEFAULT_GUIDANCE = 7.0
+# the encounter's prompts: the background region, each person's region, and --merge
+ENCOUNTER = {
+    "scene": "{scene}",
+    "person": "photo of {who}, {scene}",
+    "merge": "photo of {a} and {b}, {scene}",
+}
+_FIELDS = {"scene": ("scene",), "person": ("scene", "who", "side"), "merge": ("scene", "a", "b")}
 
 
 @dataclass(frozen=True)
 class BaseSettings:
     guidance: float = DEFAULT_GUIDANCE
     train: dict = field(default_factory=dict)  # TrainConfig field -> value
+    encounter: dict = field(default_factory=lambda: dict(ENCOUNTER))  # prompt templates
 
 
 def base_folder(base: str) -> Path | None:
@@ -51,8 +62,9 @@ def read_settings(folder: Path | None) -> BaseSettings:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise UserError(f"{folder.name}/{SETTINGS_FILE}: not readable JSON ({e})") from e
-    if not isinstance(raw, dict) or set(raw) - {"guidance", "train"}:
-        raise UserError(f"{folder.name}/{SETTINGS_FILE}: only 'guidance' and 'train' are known")
+    where = f"{folder.name}/{SETTINGS_FILE}"
+    if not isinstance(raw, dict) or set(raw) - {"guidance", "train", "encounter"}:
+        raise UserError(f"{where}: only 'guidance', 'train' and 'encounter' are known")
     guidance = raw.get("guidance", DEFAULT_GUIDANCE)
     if isinstance(guidance, bool) or not isinstance(guidance, int | float):
         raise UserError(f"{folder.name}/{SETTINGS_FILE}: guidance must be a number")
@@ -65,7 +77,20 @@ def read_settings(folder: Path | None) -> BaseSettings:
     if not isinstance(train, dict) or set(train) - known:
         bad = sorted(set(train) - known) if isinstance(train, dict) else train
         raise UserError(f"{folder.name}/{SETTINGS_FILE}: unknown train settings {bad}")
-    return BaseSettings(guidance=float(guidance), train=dict(train))
+    return BaseSettings(float(guidance), dict(train), _templates(raw.get("encounter", {}), where))
+
+
+def _templates(given, where: str) -> dict:
+    """The encounter templates: the defaults, overridden by the base's; each must format."""
+    if not isinstance(given, dict) or set(given) - set(ENCOUNTER):
+        raise UserError(f"{where}: encounter templates are {sorted(ENCOUNTER)}")
+    out = ENCOUNTER | given
+    for name, text in out.items():
+        try:
+            text.format(**{f: "x" for f in _FIELDS[name]})
+        except (AttributeError, KeyError, IndexError, ValueError) as e:
+            raise UserError(f"{where}: encounter {name!r} template is not usable ({e!r})") from e
+    return out
 
 
 def base_settings(base: str) -> BaseSettings:

@@ -449,9 +449,24 @@ def regional_render(
 # The command
 
 
-def person_prompt(person: Person, scene: str) -> str:
-    who = " ".join(w for w in (person.trigger, person.class_word) if w) or "a person"
-    return f"photo of {who}, {scene}"
+def who_of(person: Person) -> str:
+    """The words for a person: "ben0a man" (trigger and class word), else "a person"."""
+    return " ".join(w for w in (person.trigger, person.class_word) if w) or "a person"
+
+
+def person_prompt(
+    person: Person, scene: str, side: str = "left", template: str = "photo of {who}, {scene}"
+) -> str:
+    """A person's region prompt (templates: `base_settings.ENCOUNTER`, or the base's own)."""
+    return template.format(who=who_of(person), scene=scene, side=side)
+
+
+def sides_of(masks: np.ndarray) -> list[str]:
+    """ "left" / "right" for each person region (masks[1:]), by where its weight lies."""
+    xs = np.arange(masks.shape[-1], dtype=np.float32)
+    centres = [float((m.sum(0) * xs).sum() / max(m.sum(), 1e-6)) for m in masks[1:]]
+    order = sorted(range(len(centres)), key=lambda i: centres[i])
+    return ["left" if order.index(i) == 0 else "right" for i in range(len(centres))]
 
 
 def resolve_person(person: Person) -> Person:
@@ -534,14 +549,17 @@ def encounter(
         masks = region_masks(
             cfg.layout, width, height, cfg.feather, len(persons), pipe.vae_scale_factor
         )
-        prompts = [cfg.scene] + [person_prompt(p, cfg.scene) for p in persons]
+        words = base.settings.encounter
+        sides = sides_of(masks)
+        prompts = [words["scene"].format(scene=cfg.scene)] + [
+            person_prompt(p, cfg.scene, side, words["person"])
+            for p, side in zip(persons, sides, strict=True)
+        ]
         adapters = [BASE, *names]
     else:
         pipe.set_adapters(names, adapter_weights=[p.weight for p in persons])
-        who = " and ".join(
-            person_prompt(p, "").removesuffix(", ").removeprefix("photo of ") for p in persons
-        )
-        merged_prompt = f"photo of {who}, {cfg.scene}"
+        a, b = (who_of(p) for p in persons)
+        merged_prompt = base.settings.encounter["merge"].format(a=a, b=b, scene=cfg.scene)
 
     total, done = cfg.n * cfg.steps, 0
 

@@ -39,7 +39,9 @@ def test_settings_are_read_and_checked(tmp_path, tiny_folder):
         ('{"guidance": "high"}', "guidance must be a number"),
         ('{"guidance": -1}', "guidance must be 0 or more"),
         ('{"train": {"lr": 1e-4, "turbo": true}}', "unknown train settings ['turbo']"),
-        ('{"sampler": "euler"}', "only 'guidance' and 'train' are known"),
+        ('{"sampler": "euler"}', "only 'guidance', 'train' and 'encounter' are known"),
+        ('{"encounter": {"person": "{who} at {place}"}}', "encounter 'person' template"),
+        ('{"encounter": {"crowd": "{who}"}}', "encounter templates are ['merge', 'person'"),
     ):
         (folder / "fakestudio.json").write_text(text)
         with pytest.raises(UserError, match=r"^base/fakestudio.json: ") as e:
@@ -102,3 +104,25 @@ def test_the_base_draws_labelled_class_images_once(tiny_with_settings, tmp_path)
     again = make_config(data, out, base=str(tiny_with_settings), max_steps=3, resume=True)
     assert train(again).resumed_from == 2
     assert [p.stat().st_mtime_ns for p in drawn] == before  # the same ask: drawn once
+
+
+def test_encounter_prompts_follow_the_base_templates(tmp_path):
+    import numpy as np
+
+    from fakestudio.base_settings import read_settings
+    from fakestudio.encounter import Person, person_prompt, region_masks, sides_of
+
+    (tmp_path / "fakestudio.json").write_text(
+        json.dumps({"encounter": {"person": "two people {scene}, on the {side} {who}"}})
+    )
+    words = read_settings(tmp_path).encounter
+    assert words["scene"] == "{scene}"  # the templates not given keep fakestudio's defaults
+    ben = Person(Path("a"), "ben0a", "man")
+    assert person_prompt(ben, "at a desk", "right", words["person"]) == (
+        "two people at a desk, on the right ben0a man"
+    )
+    assert person_prompt(ben, "at a desk") == "photo of ben0a man, at a desk"
+    assert sides_of(region_masks("left-right", 256, 256, 0.1, 2, 8)) == ["left", "right"]
+    swapped = region_masks("0.55,0,1,1;0,0,0.45,1", 256, 256, 0.1, 2, 8)
+    assert sides_of(swapped) == ["right", "left"]
+    assert np.allclose(swapped.sum(0), 1)

@@ -23,6 +23,13 @@ NATIVE_SIZE = 256
 SETTINGS = {
     "guidance": 3.0,
     "train": {"lr": 3e-4, "train_text_encoder": True, "prior_images": 16},
+    # the world's two-person captions: "a photo of two people shaking hands at a conference,
+    # on the left a person with ..., on the right a person with ..."
+    "encounter": {
+        "scene": "a photo of two people {scene}",
+        "person": "a photo of two people {scene}, on the {side} {who}",
+        "merge": "a photo of two people {scene}, on the left {a}, on the right {b}",
+    },
 }
 
 _checked: set[Path] = set()
