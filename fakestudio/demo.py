@@ -58,9 +58,9 @@ class DemoConfig:
     class_word: str = "person"
     consent: str = DEMO_CONSENT
     base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "tiny")
-    train_steps: int = 80
-    rank: int = 4
-    lr: float = 1e-3
+    train_steps: int | None = None  # None: 80 on tiny (it draws noise anyway), else 200
+    rank: int | None = None  # None: 4 on tiny, else the base's or fakestudio's default
+    lr: float = 1e-3  # short runs: 10x fakestudio's default
     gen_steps: int = 20
     size: int | None = None  # None: 512 on tiny, the base's native size otherwise
     seed: int = 7
@@ -96,7 +96,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     from fakestudio.label.derived import labelled_preview, write_poster
     from fakestudio.label.labeller import check_writable
     from fakestudio.models import default_base, light_base
-    from fakestudio.train.config import TrainConfig
+    from fakestudio.train.config import make_config
     from fakestudio.train.loop import train
 
     samples = cfg.samples or default_samples()
@@ -114,6 +114,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     # tiny draws noise at any size: 512 gives the talk page a bigger picture; the others draw
     # at their native size (world: 256)
     size = cfg.size or (512 if base == "tiny" else None)
+    steps = cfg.train_steps or (80 if base == "tiny" else 200)
     timings: dict[str, float] = {}
     verdicts: dict[str, str] = {}
 
@@ -151,12 +152,13 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
         lora = out / "loras" / f"{person}.safetensors"
         lora.parent.mkdir(parents=True, exist_ok=True)
         _clear_run(lora)
-        tcfg = TrainConfig(
-            dataset=ds.root,
-            out=lora,
+        # the base's own training settings apply (world: the text encoder, prior images)
+        tcfg = make_config(
+            ds.root,
+            lora,
             base=base,
-            max_steps=cfg.train_steps,
-            rank=cfg.rank,
+            max_steps=steps,
+            rank=cfg.rank or (4 if base == "tiny" else None),
             lr=cfg.lr,
             seed=cfg.seed,
             device=cfg.device,
@@ -164,7 +166,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
         train(tcfg)
         done()
         loras.append(lora)
-        say(f"trained {lora.name} in {timings[f'train {person}']:.0f} s ({cfg.train_steps} steps)")
+        say(f"trained {lora.name} in {timings[f'train {person}']:.0f} s ({steps} steps)")
 
     # 3. the encounter ------------------------------------------------------------------------
     done = stage("encounter")
@@ -211,7 +213,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
 
     page = write_talk(
         page_path,
-        story=_story(cfg, datasets, loras, timings),
+        story=_story(cfg, datasets, loras, timings, steps),
         comparison=comparison,
         previews={"B": preview(fake.path, 900)},
         stages=[
@@ -263,7 +265,7 @@ def _clear_run(lora: Path) -> None:
     shutil.rmtree(lora.with_name(lora.stem + "-training"), ignore_errors=True)
 
 
-def _story(cfg: DemoConfig, datasets, loras, timings) -> dict:
+def _story(cfg: DemoConfig, datasets, loras, timings, steps: int) -> dict:
     from fakestudio.models import default_base
 
     train_s = sum(v for k, v in timings.items() if k.startswith("train"))
@@ -278,7 +280,7 @@ def _story(cfg: DemoConfig, datasets, loras, timings) -> dict:
             for ds, lora in zip(datasets, loras, strict=True)
         ],
         "base": cfg.base or default_base(),
-        "train_steps": cfg.train_steps,
+        "train_steps": steps,
         "train_seconds": round(train_s, 1),
         "encounter_seconds": round(timings.get("encounter", 0.0), 1),
         "scene": cfg.scene,

@@ -447,6 +447,22 @@ def test_talk_page_previews_are_embedded_labelled(tmp_path):
     assert rep["c2pa"]["actions"][:2] == ["c2pa.opened", "c2pa.resized"]
 
 
+def test_a_preview_of_a_small_copy_is_enlarged_to_carry_the_watermark(tmp_path):
+    from fakestudio.label.derived import labelled_preview
+
+    fake = _labelled_fake(tmp_path)
+    small = tmp_path / "uploaded-half.jpg"  # a 256 px picture's upload at half size
+    with Image.open(fake) as im:
+        im.convert("RGB").resize((128, 96)).save(small, quality=85)
+    with Image.open(small) as im:
+        preview = labelled_preview(small, im, 900, where="talk.html")
+    path = tmp_path / "preview.png"
+    path.write_bytes(preview)
+    with Image.open(path) as shown:
+        assert shown.size == (341, 256)
+    assert verify_image(path).to_dict()["verdict"]["outcome"] == "labelled-ai"
+
+
 def test_label_does_not_import_torch(fixtures_dir, tmp_path):
     import subprocess
     import sys

@@ -34,7 +34,9 @@ import click
     default=None,
     help="As for generate ('tiny' by default, or $FAKESTUDIO_BASE): run the story on real weights.",
 )
-@click.option("--train-steps", type=int, default=80, show_default=True)
+@click.option(
+    "--train-steps", type=int, default=None, help="LoRA steps per person [80 on tiny, else 200]."
+)
 @click.option(
     "--steps",
     "gen_steps",

@@ -34,6 +34,7 @@ from fakestudio.errors import UserError
 from fakestudio.label.identity import ensure_identity
 from fakestudio.label.labeller import (
     FORMATS,
+    MIN_SIDE,
     Description,
     LabelOptions,
     add_to_ledger,
@@ -129,6 +130,9 @@ def labelled_preview(
     if max(im.size) > max_side:
         im = im.copy()
         im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if min(im.size) < MIN_SIDE:  # a small copy (a 256 px picture's upload at half size) is
+        k = MIN_SIDE / min(im.size)  # shown enlarged, big enough to carry the watermark
+        im = im.resize((round(im.width * k), round(im.height * k)), Image.Resampling.LANCZOS)
     fmt = "jpeg" if max(im.size) > PREVIEW_JPEG_OVER else "png"
     ing = _ingredient(Path(source), "original", "parentOf")
     ingredients = [ing] if ing is not None else []
