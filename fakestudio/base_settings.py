@@ -11,7 +11,8 @@ lr 1e-4, the world base's LoRAs want more and a prior. A diffusers folder may ca
 `guidance` is the default of `generate`, `encounter` and `demo`; `train` holds `TrainConfig`
 fields, the defaults of `fakestudio train` on that base; `encounter` holds the templates of an
 encounter's prompts, in the words the base was trained on (`ENCOUNTER` has the defaults, and
-the fields each may use: {scene}, {who} ("ben0a man"), {side} ("left"/"right"), {a}, {b}). Precedence, lowest first: fakestudio's
+the fields each may use: {scene}, {who} ("ben0a man"), {side} ("left"/"right"), {a}, {b}),
+and the strength of its detail pass (`detail`, 0: none). Precedence, lowest first: fakestudio's
 defaults < the base's file < a `--config` TOML file < command-line flags. Bases without the file
 (tiny, single-file checkpoints, most diffusers folders) get fakestudio's defaults.
 """
@@ -27,13 +28,21 @@ from fakestudio.errors import UserError
 
 SETTINGS_FILE = "fakestudio.json"
 DEFAULT_GUIDANCE = 7.0
-# the encounter's prompts: the background region, each person's region, and --merge
+# the encounter's prompts: the background region, each person's region, and --merge; and the
+# detail pass (fakestudio/detail.py): its prompt and strength (0: no detail pass)
 ENCOUNTER = {
     "scene": "{scene}",
     "person": "photo of {who}, {scene}",
     "merge": "photo of {a} and {b}, {scene}",
+    "single": "photo of {who}, {scene}",
+    "detail": 0.0,
 }
-_FIELDS = {"scene": ("scene",), "person": ("scene", "who", "side"), "merge": ("scene", "a", "b")}
+_FIELDS = {
+    "scene": ("scene",),
+    "person": ("scene", "who", "side"),
+    "merge": ("scene", "a", "b"),
+    "single": ("scene", "who"),
+}
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,12 @@ def _templates(given, where: str) -> dict:
     if not isinstance(given, dict) or set(given) - set(ENCOUNTER):
         raise UserError(f"{where}: encounter templates are {sorted(ENCOUNTER)}")
     out = ENCOUNTER | given
+    detail = out["detail"]
+    if isinstance(detail, bool) or not isinstance(detail, int | float) or not 0 <= detail < 1:
+        raise UserError(f"{where}: encounter 'detail' must be a number from 0 to below 1")
     for name, text in out.items():
+        if name == "detail":
+            continue
         try:
             text.format(**{f: "x" for f in _FIELDS[name]})
         except (AttributeError, KeyError, IndexError, ValueError) as e:

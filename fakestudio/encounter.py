@@ -75,6 +75,7 @@ class EncounterConfig:
     )
     feather: float = 0.04  # mask blur, as a fraction of the image width
     context: float | None = DEFAULT_CONTEXT  # None: every region sees the whole picture
+    detail: float | None = None  # detail pass strength (detail.py); None: the base's, else 0
     merge: bool = False  # naive weighted merge instead of regions (for comparison)
     fmt: str = "png"
     badge: bool = False
@@ -488,6 +489,8 @@ def check_config(cfg: EncounterConfig) -> None:
     check_text("--negative", cfg.negative)
     if not cfg.scene.strip():
         raise UserError("the --scene is empty")
+    if cfg.detail is not None and not 0 <= cfg.detail < 1:
+        raise UserError(f"--detail {cfg.detail}: give a strength from 0 to below 1 (0: none)")
     if cfg.seed is not None and not 0 <= cfg.seed <= MAX_SEED - max(0, cfg.n - 1):
         raise UserError(f"--seed {cfg.seed} with -n {cfg.n}: seeds run past 2^64-1 ({MAX_SEED})")
     for p in cfg.persons:
@@ -555,6 +558,16 @@ def encounter(
             person_prompt(p, cfg.scene, side, words["person"])
             for p, side in zip(persons, sides, strict=True)
         ]
+        detail = words["detail"] if cfg.detail is None else cfg.detail
+        if detail:
+            from fakestudio.detail import person_squares
+
+            squares = person_squares(masks, width, height)
+            singles = [words["single"].format(who=who_of(p), scene=cfg.scene) for p in persons]
+            composition["detail"] = {
+                "strength": detail,
+                "squares": [list(q.box()) for q in squares],
+            }
         adapters = [BASE, *names]
     else:
         pipe.set_adapters(names, adapter_weights=[p.weight for p in persons])
@@ -581,6 +594,15 @@ def encounter(
             image = regional_render(
                 pipe, record, prompts, adapters, masks, tick, context=cfg.context
             )
+            if detail:
+                from fakestudio.detail import redraw_people
+
+                image = redraw_people(
+                    pipe, image, squares, masks, singles,
+                    lambda k: _activate(pipe, names[k]),
+                    strength=detail, guidance=record.guidance, steps=cfg.steps,
+                    seed=record.seed, negative=cfg.negative, size=native,
+                )  # fmt: skip
         stem = f"encounter-{record.seed}-{i:02d}-{'merge' if cfg.merge else 'regional'}"
         written.append(write_labelled(image, record, out_dir, stem, opts))
     return written

@@ -46,6 +46,15 @@ from fakestudio.commands.registry import publish_options
     "(about 3x the work of a plain generation).",
 )
 @click.option(
+    "--detail",
+    type=float,
+    default=None,
+    metavar="STRENGTH",
+    help="Redraw each person at portrait size with their own LoRA (ADetailer's idea), "
+    "image-to-image at this strength, 0 to below 1; 0: no detail pass. Default: the base's "
+    "(0.6 on world), else 0.",
+)
+@click.option(
     "--merge",
     is_flag=True,
     help="Naive weighted merge of both LoRAs (what A1111 does), for comparison.",
@@ -58,6 +67,7 @@ def encounter(
     layout,
     feather,
     context,
+    detail,
     merge,
     as_json,
     publish_url=None,
@@ -85,6 +95,7 @@ def encounter(
         layout=layout,
         feather=feather,
         context=parse_context(context),
+        detail=detail,
         merge=merge,
         **render,
     )

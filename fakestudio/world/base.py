@@ -29,6 +29,9 @@ SETTINGS = {
         "scene": "a photo of two people {scene}",
         "person": "a photo of two people {scene}, on the {side} {who}",
         "merge": "a photo of two people {scene}, on the left {a}, on the right {b}",
+        # each person redrawn at portrait size, in the words their LoRA learnt
+        "single": "photo of {who}",
+        "detail": 0.6,
     },
 }
 
