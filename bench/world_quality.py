@@ -152,7 +152,9 @@ def main() -> None:
     )
     ap.add_argument("--n", type=int, default=100, help="random attribute prompts [100]")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument(
+        "--guidance", type=float, default=None, help="[each base's own: world 3, tiny 7]"
+    )
     ap.add_argument("--identity", action="store_true", help="also measure identity learning")
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--demo", action="store_true", help="also run the demo and probe its fake")
@@ -175,16 +177,20 @@ def main() -> None:
         render(s, 256)
     render_ms = (time.perf_counter() - t0) / len(scenes) * 1000
     probe = load_probe()
-    bases = {"tiny (floor)": lambda: load_base("tiny").pipe}
+
+    def with_guidance(model):
+        return model.pipe, args.guidance if args.guidance is not None else model.settings.guidance
+
+    bases = {"tiny (floor)": lambda: with_guidance(load_base("tiny"))}
     if args.base:
-        bases[f"base {Path(args.base).name}"] = lambda: load_base(args.base).pipe
+        bases[f"base {Path(args.base).name}"] = lambda: with_guidance(load_base(args.base))
     if args.run_dir:
         from fakestudio.world.trainer import WorldTrainer
 
         def from_run():
             tr = WorldTrainer(args.run_dir)
             print(f"run {args.run_dir}: {tr.status()['stage']} step {tr.status()['step']}")
-            return tr.pipeline()
+            return tr.pipeline(), args.guidance if args.guidance is not None else 5.0
 
         bases["world run (EMA)"] = from_run
     results: dict = {
@@ -194,14 +200,16 @@ def main() -> None:
         },
     }
     for name, load in bases.items():
-        pipe = load()
+        pipe, guidance = load()
         t0 = time.monotonic()
-        one = prompt_adherence(pipe, args.n, steps=args.steps, guidance=args.guidance, probe=probe)
+        one = prompt_adherence(pipe, args.n, steps=args.steps, guidance=guidance, probe=probe)
         per_image = (time.monotonic() - t0) / args.n
         two = prompt_adherence(
-            pipe, args.n // 2, steps=args.steps, guidance=args.guidance, two=1.0, probe=probe
+            pipe, args.n // 2, steps=args.steps, guidance=guidance, two=1.0, probe=probe
         )
-        results[name] = {"one": one, "two": two, "s_per_image": round(per_image, 2)}
+        results[name] = {
+            "one": one, "two": two, "s_per_image": round(per_image, 2), "guidance": guidance
+        }  # fmt: skip
     if args.identity:
         pairs = [("tiny (floor)", "tiny")]
         if args.base:
@@ -225,12 +233,9 @@ def main() -> None:
         print(json.dumps({"render_ms": round(render_ms, 2)} | results, indent=1))
         return
     print(f"world render: {render_ms:.1f} ms per 256 px picture")
-    print(
-        f"prompt adherence, {args.n} one-person prompts (bar >= 90%), {args.steps} steps, "
-        f"guidance {args.guidance}:"
-    )
+    print(f"prompt adherence, {args.n} one-person prompts (bar >= 90%), {args.steps} steps:")
     for name, r in results.items():
-        extra = f"  {r['s_per_image']} s/image" if "s_per_image" in r else ""
+        extra = f"  {r['s_per_image']} s/image, guidance {r['guidance']}" if "guidance" in r else ""
         print(f"  {name:22s} {_fmt(r['one'])}{extra}")
     print(f"two-person prompts ({args.n // 2}):")
     for name, r in results.items():
