@@ -57,7 +57,7 @@ class DemoConfig:
     people: tuple[str, str] = ("ad4x", "b0bz")  # sub-folder names = trigger words
     class_word: str = "person"
     consent: str = DEMO_CONSENT
-    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "tiny")
+    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "world")
     train_steps: int | None = None  # None: 80 on tiny (it draws noise anyway), else 200
     rank: int | None = None  # None: 4 on tiny, else the base's or fakestudio's default
     lr: float = 1e-3  # short runs: 10x fakestudio's default

@@ -69,7 +69,7 @@ class EncounterConfig:
     width: int | None = None
     height: int | None = None
     scheduler: str = "euler"
-    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "tiny")
+    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "world")
     layout: str = (
         "left-right"  # "left-right", "x0,y0,x1,y1;x0,y0,x1,y1" (fractions), or a mask image
     )

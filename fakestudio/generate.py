@@ -42,7 +42,7 @@ class GenerateConfig:
     width: int | None = None  # None: the base's native size (256 on tiny)
     height: int | None = None
     scheduler: str = "euler"
-    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "tiny")
+    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "world")
     config: Path | None = None  # single-file checkpoints: a diffusers folder with matching configs
     tokenizer: Path | None = None  # single-file checkpoints: a CLIP tokenizer folder
     loras: list[LoraSpec] = field(default_factory=list)

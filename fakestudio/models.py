@@ -1,12 +1,13 @@
 """Resolve `--base` to a loaded diffusers pipeline, offline.
 
 Accepted:
-- `tiny` (the default, `DEFAULT_BASE`; `$FAKESTUDIO_BASE` changes it): the embedded
-  Stable-Diffusion-architecture model with random weights, built once (it draws noise; the
-  unit tests use it because it is fast).
-- `world`: the small base the project trains on its procedural world (`fakestudio/world/`,
-  docs/world-model.md), 256 px, loaded from `fakestudio/world/base/` once its files match
-  `base.sha256` (`scripts/train_world.py --export fakestudio/world/base` writes both).
+- `world` (the default, `DEFAULT_BASE`; `$FAKESTUDIO_BASE` changes it): the small base the
+  project trains on its procedural world of drawn people (`fakestudio/world/`,
+  docs/world-model.md), 256 px, committed in `fakestudio/world/base/` and loaded once its
+  files match `base.sha256` (`scripts/train_world.py --export fakestudio/world/base` writes
+  both).
+- `tiny`: the embedded Stable-Diffusion-architecture model with random weights, built once
+  (it draws noise; the unit tests use it because it is fast).
 - a diffusers folder (SD1.x/2.x `StableDiffusionPipeline` or SDXL `StableDiffusionXLPipeline`).
 - an Automatic1111-style single-file checkpoint (`.safetensors`), see `single_file.py`.
 - a Hugging Face hub id, only when it is already in the local cache.
@@ -29,9 +30,9 @@ SD_WEIGHT_SUFFIXES = (".safetensors", ".bin")
 BASE_ENV = "FAKESTUDIO_BASE"
 
 
-# `--base` when none is given. Issue 12 makes it "world" once the world base's committed
-# weights meet its bar (docs/world-model.md); until then the world base is opt-in.
-DEFAULT_BASE = "tiny"
+# `--base` when none is given: the world base, whose committed weights met issue 12's bar
+# (docs/world-model.md); the tests pin $FAKESTUDIO_BASE=tiny for speed.
+DEFAULT_BASE = "world"
 
 
 def default_base() -> str:

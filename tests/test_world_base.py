@@ -153,8 +153,9 @@ def loras(tmp_path_factory):
             resolution=256, consent="drawn by fakestudio", person=True, base="world",
         )  # fmt: skip
         out[person] = tmp / f"{person}.safetensors"
-        # the world base's own settings (its fakestudio.json: lr, text encoder, prior images)
-        train(make_config(res.dataset.root, out[person], base="world", max_steps=300))
+        # the world base's own settings (its fakestudio.json: text encoder, prior images), the
+        # demo's short run (200 steps at lr 1e-3)
+        train(make_config(res.dataset.root, out[person], base="world", max_steps=200, lr=1e-3))
     return out
 
 
@@ -199,5 +200,7 @@ def test_the_encounter_keeps_the_two_people_apart(loras, probe, tmp_path):
     reads = _reads(probe, [m.path for m in made], people=2)
     a, b = SAMPLE_PEOPLE["ad4x"], SAMPLE_PEOPLE["b0bz"]
     left, right = [r[0] for r in reads], [r[1] for r in reads]
-    assert person_measures(left, a)["held_out"] > person_measures(left, b)["held_out"]
-    assert person_measures(right, b)["held_out"] > person_measures(right, a)["held_out"]
+    # each half reads as its own person more than as the other (share of the 9 attributes)
+    assert person_measures(left, a)["attributes"] > person_measures(left, b)["attributes"] + 0.2
+    assert person_measures(right, b)["attributes"] > person_measures(right, a)["attributes"] + 0.2
+    assert person_measures(left, b)["held_out"] == person_measures(right, a)["held_out"] == 0

@@ -32,7 +32,7 @@ import click
 @click.option(
     "--base",
     default=None,
-    help="As for generate ('tiny' by default, or $FAKESTUDIO_BASE): run the story on real weights.",
+    help="As for generate ('world' by default, or $FAKESTUDIO_BASE): run the story on real weights.",
 )
 @click.option(
     "--train-steps", type=int, default=None, help="LoRA steps per person [80 on tiny, else 200]."

@@ -83,9 +83,9 @@ RENDER_OPTIONS = [
     click.option(
         "--base",
         default=None,
-        help="'tiny' (the default, or $FAKESTUDIO_BASE: random weights, fast), 'world' (drawn "
-        "people, once trained: docs/world-model.md), a diffusers SD1.5/SDXL folder, a "
-        "single-file .safetensors checkpoint, or a cached hub id.",
+        help="'world' (the default, or $FAKESTUDIO_BASE: the project's own base of drawn "
+        "people, docs/world-model.md), 'tiny' (random weights, fast), a diffusers SD1.5/SDXL "
+        "folder, a single-file .safetensors checkpoint, or a cached hub id.",
     ),
     click.option(
         "--config",

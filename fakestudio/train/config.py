@@ -37,7 +37,7 @@ class TrainConfig:
     dataset: Path
     out: Path  # the LoRA file (`--format both`: OUT in kohya form + OUT's stem.peft.safetensors)
     # model
-    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "tiny")
+    base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "world")
     base_config: Path | None = None  # single-file checkpoints: a diffusers folder of configs
     tokenizer: Path | None = None  # single-file checkpoints: a CLIP tokenizer folder
     prediction_type: str | None = None  # None: what the base's scheduler says

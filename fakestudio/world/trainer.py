@@ -92,7 +92,7 @@ class WorldRecipe:
     # 100 steps of this, 100%
     text_pretrain: int = 400
     # stage 4: UNet + text encoder on cached latents
-    unet_steps: int = 10000
+    unet_steps: int = 7000
     unet_batch: int = 32
     unet_lr: float = 3e-4
     text_lr: float = 1e-4
