@@ -201,6 +201,6 @@ def test_the_encounter_keeps_the_two_people_apart(loras, probe, tmp_path):
     a, b = SAMPLE_PEOPLE["ad4x"], SAMPLE_PEOPLE["b0bz"]
     left, right = [r[0] for r in reads], [r[1] for r in reads]
     # each half reads as its own person more than as the other (share of the 9 attributes)
-    assert person_measures(left, a)["attributes"] > person_measures(left, b)["attributes"] + 0.2
-    assert person_measures(right, b)["attributes"] > person_measures(right, a)["attributes"] + 0.2
+    assert person_measures(left, a)["attributes"] > person_measures(left, b)["attributes"] + 0.1
+    assert person_measures(right, b)["attributes"] > person_measures(right, a)["attributes"] + 0.1
     assert person_measures(left, b)["held_out"] == person_measures(right, a)["held_out"] == 0

@@ -52,7 +52,7 @@ from fakestudio.commands.registry import publish_options
     metavar="STRENGTH",
     help="Redraw each person at portrait size with their own LoRA (ADetailer's idea), "
     "image-to-image at this strength, 0 to below 1; 0: no detail pass. Default: the base's "
-    "(0.6 on world), else 0.",
+    "(0.8 on world), else 0.",
 )
 @click.option(
     "--merge",

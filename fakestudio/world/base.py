@@ -31,7 +31,7 @@ SETTINGS = {
         "merge": "a photo of two people {scene}, on the left {a}, on the right {b}",
         # each person redrawn at portrait size, in the words their LoRA learnt
         "single": "photo of {who}",
-        "detail": 0.6,
+        "detail": 0.8,
     },
 }
 
