@@ -140,7 +140,7 @@ def test_the_world_base_draws_what_the_prompt_says(probe):
 
 @pytest.fixture(scope="module")
 def loras(tmp_path_factory):
-    """Both sample people trained on the world base (shorter runs, otherwise default settings)."""
+    """Both sample people trained on the world base with default settings."""
     from fakestudio.dataset import prepare_dataset
     from fakestudio.train.config import make_config
     from fakestudio.train.loop import train
@@ -153,9 +153,9 @@ def loras(tmp_path_factory):
             resolution=256, consent="drawn by fakestudio", person=True, base="world",
         )  # fmt: skip
         out[person] = tmp / f"{person}.safetensors"
-        # the world base's own settings (its fakestudio.json: text encoder, prior images), the
-        # demo's short run (200 steps at lr 1e-3)
-        train(make_config(res.dataset.root, out[person], base="world", max_steps=200, lr=1e-3))
+        # default settings: the world base's own (its fakestudio.json: lr 3e-4, the text
+        # encoder, 16 prior images), 800 steps (~85 s each on 2 cores)
+        train(make_config(res.dataset.root, out[person], base="world"))
     return out
 
 
@@ -194,13 +194,15 @@ def test_the_encounter_keeps_the_two_people_apart(loras, probe, tmp_path):
     made = encounter(
         EncounterConfig(
             persons=[Person(loras["ad4x"]), Person(loras["b0bz"])],
-            scene="shaking hands at a conference", out=tmp_path, n=3, seed=0, base="world",
+            scene="shaking hands at a conference", out=tmp_path, n=4, seed=0, base="world",
         )
     )  # fmt: skip
     reads = _reads(probe, [m.path for m in made], people=2)
     a, b = SAMPLE_PEOPLE["ad4x"], SAMPLE_PEOPLE["b0bz"]
     left, right = [r[0] for r in reads], [r[1] for r in reads]
-    # each half reads as its own person more than as the other (share of the 9 attributes)
-    assert person_measures(left, a)["attributes"] > person_measures(left, b)["attributes"] + 0.1
-    assert person_measures(right, b)["attributes"] > person_measures(right, a)["attributes"] + 0.1
-    assert person_measures(left, b)["held_out"] == person_measures(right, a)["held_out"] == 0
+    # each half reads as its own person more than as the other: its own held-out feature
+    # (pink hair, yellow shirt) more often, and more of its 9 attributes
+    for half, own, other in ((left, a, b), (right, b, a)):
+        mine, theirs = person_measures(half, own), person_measures(half, other)
+        assert mine["held_out"] > theirs["held_out"], (mine, theirs)
+        assert mine["attributes"] > theirs["attributes"], (mine, theirs)
