@@ -48,8 +48,9 @@ def test_the_detail_pass_redraws_the_squares_and_nothing_else(tmp_path, people):
     for x0, y0, x1, y1 in squares:
         inside[y0:y1, x0:x1] = True
     diff = np.abs(a - b).mean(-1)
-    assert diff[~inside].mean() < 3.0  # the two invisible watermarks differ, nothing else
-    assert diff[inside].mean() > 5 * diff[~inside].mean()
+    # outside the squares only the two invisible watermarks differ (a few levels a pixel)
+    assert (diff[~inside] > 16).mean() < 0.01
+    assert (diff[inside] > 16).mean() > 0.3
 
 
 def test_a_bad_strength_is_one_line(tmp_path, people):  # noqa: F811
