@@ -57,8 +57,8 @@ PROGRESS_FROM = 8  # photos; fewer finish before a bar would be worth drawing
 @click.option(
     "--base",
     default=None,
-    help="Base model whose tokenizer checks the token: 'tiny' (default), 'world', a diffusers "
-    "folder, a hub id.",
+    help="Base model whose tokenizer checks the token: 'world' (default, or $FAKESTUDIO_BASE), "
+    "'tiny', a diffusers folder, a hub id.",
 )
 @click.option(
     "--tokenizer",

@@ -86,7 +86,7 @@ P = click.Path(path_type=Path)
 @click.option(
     "--base",
     default=None,
-    help="'tiny' (default, or $FAKESTUDIO_BASE), 'world', a diffusers SD1.x/2.x/SDXL folder, "
+    help="'world' (default, or $FAKESTUDIO_BASE), 'tiny', a diffusers SD1.x/2.x/SDXL folder, "
     "a .safetensors checkpoint, or a cached hub id.",
 )
 @click.option(
@@ -209,7 +209,7 @@ def train(dataset, out, fmt, cache, toml, as_json, quiet, **options):
     accelerate launch --multi_gpu --num_processes 4 -m fakestudio train dataset/ --out x.safetensors
 
     Defaults in [brackets] are fakestudio's; a base may bring its own (a fakestudio.json in
-    its folder: the world base trains at lr 3e-4 with the text encoder and 16 prior images).
+    its folder: the world base trains at lr 4e-4 with the text encoder and 16 prior images).
     Ctrl-C saves a checkpoint and exits 130; add --resume to the same command to continue.
     Exit codes: 0 done, 2 bad input or a diverged run (one line says why), 130 interrupted.
     """
