@@ -20,7 +20,7 @@ def probe():
 
 
 def test_committed_weights_are_small_and_match_their_sha256():
-    assert WEIGHTS.stat().st_size < 2_000_000
+    assert WEIGHTS.stat().st_size < 4_000_000  # three nets of 0.6M parameters, fp16
     recorded = WEIGHTS.with_suffix(".sha256").read_text().split()[0]
     assert recorded == file_sha256(WEIGHTS)
 
@@ -51,3 +51,24 @@ def test_probe_reads_the_sample_people_and_their_held_out_feature(probe):
         assert all(all(r[a] == v for a, v in held.items()) for r in reads), (name, reads)
         right = sum(r[a] == v for r in reads for a, v in person.attributes().items())
         assert right >= 0.9 * len(reads) * len(ATTRIBUTES), (name, reads)
+
+
+def test_probe_reads_a_pattern_by_its_shape_not_its_contrast(probe):
+    # A generated shirt's stripes are often softer than the world draws them (b0bz's yellow
+    # shirt comes back with soft orange stripes). The probe's first net alone, trained on the
+    # world's own pattern colours, reads half-contrast stripes and dots right in 22 of these
+    # 61 scenes it never saw; the ensemble must read the pattern's shape.
+    from fakestudio.world.draw import Ink, render
+    from fakestudio.world.probe import views
+    from fakestudio.world.quality import prompt_scenes
+
+    scenes = [
+        s for s in prompt_scenes(90, seed=2027, two=0.3) if s.people[0].shirt_pattern != "plain"
+    ]
+    for ink in (Ink(contrast=0.5), Ink(contrast=0.4)):
+        reads = probe.read_views([views(render(s, 256, ink=ink), len(s.people))[0] for s in scenes])
+        right = [
+            r["shirt_pattern"] == s.people[0].shirt_pattern
+            for r, s in zip(reads, scenes, strict=True)
+        ]
+        assert sum(right) >= 0.9 * len(scenes), (ink, sum(right), len(scenes))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -25,6 +26,25 @@ def _contrast(c) -> tuple[int, int, int]:
     if sum(c) > 380:
         return _shade(c, 0.45)
     return tuple(int(v + (255 - v) * 0.55) for v in c)
+
+
+@dataclass(frozen=True)
+class Ink:
+    """How a shirt's stripes or dots are coloured: `contrast` 1 is the world's own pattern
+    colour (`_contrast`), lower values mix it towards the shirt colour; `tint` replaces the
+    pattern colour before mixing. Only the probe's training varies it (a generated shirt's
+    stripes are often softer and off-colour; the probe must read the pattern's shape)."""
+
+    contrast: float = 1.0
+    tint: tuple[int, int, int] | None = None
+
+    def colour(self, shirt) -> tuple[int, int, int]:
+        target = np.array(self.tint if self.tint is not None else _contrast(shirt), float)
+        mixed = np.array(shirt, float) * (1 - self.contrast) + target * self.contrast
+        return tuple(int(round(v)) for v in mixed)
+
+
+WORLD_INK = Ink()
 
 
 def _background(kind: str, S: int, rng: np.random.Generator) -> Image.Image:
@@ -74,13 +94,13 @@ def _background(kind: str, S: int, rng: np.random.Generator) -> Image.Image:
     raise ValueError(f"unknown background {kind!r}")
 
 
-def _shirt(img: Image.Image, p: Person, box, S: int, palette=COLOURS) -> None:
+def _shirt(img: Image.Image, p: Person, box, S: int, palette=COLOURS, ink=WORLD_INK) -> None:
     colour = palette["shirt_colour"][p.shirt_colour]
     mask = Image.new("L", img.size, 0)
     ImageDraw.Draw(mask).ellipse(box, fill=255)
     layer = Image.new("RGB", img.size, colour)
     d = ImageDraw.Draw(layer)
-    pat = _contrast(colour)
+    pat = ink.colour(colour)
     x0, y0, x1, y1 = box
     period = max(6.0, (y1 - y0) * 0.12)
     if p.shirt_pattern == "striped":
@@ -105,6 +125,7 @@ def draw_person(
     fh: float,
     rng: np.random.Generator,
     palette=COLOURS,
+    ink: Ink = WORLD_INK,
 ) -> dict:
     """Draw one person with the face centred on (cx, cy), face half-height fh (pixels), in
     the colours of ``palette`` (attribute -> value -> RGB; the world's own by default).
@@ -119,7 +140,7 @@ def draw_person(
     turn = rng.uniform(-0.12, 0.12) * fw  # features shift a little: the head turns
     gaze = rng.uniform(-0.3, 0.3)
     # body
-    _shirt(img, p, (cx - 2.1 * fh, cy + 0.95 * fh, cx + 2.1 * fh, cy + 4.4 * fh), S, palette)
+    _shirt(img, p, (cx - 2.1 * fh, cy + 0.95 * fh, cx + 2.1 * fh, cy + 4.4 * fh), S, palette, ink)
     # hair behind the head
     if p.hair_style == "long":
         d.ellipse((cx - 1.3 * fw, cy - 1.14 * fh, cx + 1.3 * fw, cy + 1.5 * fh), fill=hair)
@@ -217,9 +238,10 @@ def _light(arr: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     return arr * ramp[None, :, None]
 
 
-def render(scene, size: int = 256, palette=COLOURS) -> Image.Image:
+def render(scene, size: int = 256, palette=COLOURS, ink: Ink = WORLD_INK) -> Image.Image:
     """The picture of a scene (see `scenes.Scene`), size x size pixels. ``palette`` recolours
-    it (see `random_palette`: the VAE learns to draw any colour anywhere)."""
+    it (see `random_palette`: the VAE learns to draw any colour anywhere); ``ink`` colours the
+    shirts' patterns (see `Ink`)."""
     rng = np.random.default_rng(scene.seed)
     S = size
     img = _background(scene.background, S, rng)
@@ -230,13 +252,13 @@ def render(scene, size: int = 256, palette=COLOURS) -> Image.Image:
             {"close-up": 0.45, "portrait": 0.4, "half-body": 0.34}[scene.framing]
             + rng.uniform(-0.03, 0.03)
         )
-        draw_person(img, scene.people[0], cx, cy, fh, rng, palette)
+        draw_person(img, scene.people[0], cx, cy, fh, rng, palette, ink)
     else:
         fh = 0.12 * S * rng.uniform(0.95, 1.08)
         cy = S * (0.36 + rng.uniform(-0.03, 0.03))
         xs = (0.27 + rng.uniform(-0.03, 0.02), 0.73 + rng.uniform(-0.02, 0.03))
         shoulders = [
-            draw_person(img, p, x * S, cy, fh, rng, palette)
+            draw_person(img, p, x * S, cy, fh, rng, palette, ink)
             for p, x in zip(scene.people, xs, strict=True)
         ]
         if scene.layout == "handshake":
