@@ -5,7 +5,7 @@ v-prediction model like the world base burns its pictures there; a LoRA on SD le
 lr 1e-4, the world base's LoRAs want more and a prior. A diffusers folder may carry
 
     {"guidance": 3.0,
-     "train": {"lr": 3e-4, "train_text_encoder": true, "prior_images": 16},
+     "train": {"lr": 4e-4, "train_text_encoder": true, "prior_images": 16},
      "encounter": {"person": "a photo of two people {scene}, on the {side} {who}"}}
 
 `guidance` is the default of `generate`, `encounter` and `demo`; `train` holds `TrainConfig`

@@ -127,3 +127,13 @@ def test_encounter_prompts_follow_the_base_templates(tmp_path):
     swapped = region_masks("0.55,0,1,1;0,0,0.45,1", 256, 256, 0.1, 2, 8)
     assert sides_of(swapped) == ["right", "left"]
     assert np.allclose(swapped.sum(0), 1)
+
+
+def test_the_committed_world_settings_are_the_code_s_and_load_clean():
+    # SETTINGS (fakestudio/world/base.py) is what the export writes; a change there must be
+    # written into the folder (python -m fakestudio.world.base) or the base says otherwise
+    from fakestudio.base_settings import SETTINGS_FILE, read_settings
+    from fakestudio.world.base import SETTINGS, WORLD_DIR
+
+    assert json.loads((WORLD_DIR / SETTINGS_FILE).read_text()) == SETTINGS
+    assert read_settings(WORLD_DIR).train == SETTINGS["train"]

@@ -22,7 +22,7 @@ NATIVE_SIZE = 256
 # neither learns a held-out colour nor keeps the class word apart (docs/world-model.md).
 SETTINGS = {
     "guidance": 3.0,
-    "train": {"lr": 3e-4, "train_text_encoder": True, "prior_images": 16},
+    "train": {"lr": 4e-4, "train_text_encoder": True, "prior_images": 16},
     # the world's two-person captions: "a photo of two people shaking hands at a conference,
     # on the left a person with ..., on the right a person with ..."
     "encounter": {
@@ -53,6 +53,20 @@ def _listing(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def write_settings(folder: Path) -> Path:
+    """Write SETTINGS as the folder's fakestudio.json (the export does; after changing
+    SETTINGS: `python -m fakestudio.world.base`, which also rewrites base.sha256)."""
+    import json
+
+    from fakestudio.base_settings import SETTINGS_FILE
+
+    path = Path(folder) / SETTINGS_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(SETTINGS, indent=1) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def write_sums(folder: Path, sums: Path) -> Path:
@@ -92,3 +106,8 @@ def world_dir(folder: Path | None = None, sums: Path | None = None) -> Path:
 
 def installed() -> bool:
     return (WORLD_DIR / "model_index.json").exists() and WORLD_DIR.with_suffix(".sha256").exists()
+
+
+if __name__ == "__main__":
+    write_settings(WORLD_DIR)
+    print(write_sums(WORLD_DIR, WORLD_DIR.with_suffix(".sha256")))

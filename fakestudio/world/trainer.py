@@ -708,14 +708,12 @@ class WorldTrainer:
         tmp = out.with_name(f".{out.name}.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         pipe.save_pretrained(tmp, safe_serialization=True)
-        from fakestudio.base_settings import SETTINGS_FILE
-        from fakestudio.world.base import SETTINGS
+        from fakestudio.world.base import write_settings, write_sums
 
-        (tmp / SETTINGS_FILE).write_text(json.dumps(SETTINGS, indent=1) + "\n")
+        write_settings(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
-        from fakestudio.world.base import write_sums
 
         write_sums(out, out.with_suffix(".sha256"))
         return out
