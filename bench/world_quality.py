@@ -11,7 +11,9 @@ random `tiny` base (the floor):
   3. the encounter (--encounter): two trained people, 20 seeds, each side's own attributes
      vs the other's (bar: >= 90% / <= 10%), and the same with --merge;
   4. the demo (--demo): `fakestudio demo` on the base; the probe on each half of its fake
-     (left ad4x, right b0bz) says whether both sample people are recognisable.
+     (left ad4x, right b0bz) says whether both sample people are recognisable: on the file,
+     and on the fake as the talk page shows it in headless Chromium (found in the screenshot
+     by OpenCV template matching; skipped without Debian `chromium`).
 
     .venv/bin/python bench/world_quality.py                          # floor + ceiling only
     .venv/bin/python bench/world_quality.py --run-dir ~/.cache/fakestudio/world-train-3
@@ -136,12 +138,70 @@ def demo(base: str, probe, tmp: Path) -> dict:
     t0 = time.monotonic()
     res = run_demo(DemoConfig(out=tmp / "demo", base=base), say=lambda m: None)
     seconds = time.monotonic() - t0
-    left, right = probe.read(Image.open(res.encounter).convert("RGB"), people=2)
-    return {
-        "seconds": round(seconds, 1),
-        "left ad4x": person_measures([left], SAMPLE_PEOPLE["ad4x"]),
-        "right b0bz": person_measures([right], SAMPLE_PEOPLE["b0bz"]),
-    }
+    fake = Image.open(res.encounter).convert("RGB")
+    out = {"seconds": round(seconds, 1)}
+    shown = {"file": fake}
+    shot = talk_screenshot(res.talk_page, tmp / "talk.png")
+    if shot is not None:
+        shown["screenshot"], out["screenshot_match"] = find_in_shot(shot, fake)
+    for where, image in shown.items():
+        left, right = probe.read(image, people=2)
+        out[where] = {
+            "left ad4x": person_measures([left], SAMPLE_PEOPLE["ad4x"]),
+            "right b0bz": person_measures([right], SAMPLE_PEOPLE["b0bz"]),
+        }
+    return out
+
+
+def talk_screenshot(page: Path, png: Path):
+    """The talk page as headless Chromium draws it (None without Debian `chromium`)."""
+    import shutil
+
+    from PIL import Image
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return None
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update",
+             f"--user-data-dir={profile}", f"--screenshot={png}", "--window-size=1280,3000",
+             page.resolve().as_uri()],
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+    return Image.open(png).convert("RGB") if png.is_file() else None
+
+
+def find_in_shot(shot, image):
+    """The region of a screenshot that shows `image` (scaled by the page), cut out: OpenCV's
+    normalised cross-correlation over a range of display widths. Returns (crop, match score)."""
+    import cv2
+    import numpy as np
+
+    page = cv2.cvtColor(np.asarray(shot), cv2.COLOR_RGB2GRAY)
+    small = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY)
+    k = 4  # search at a quarter of the size, then refine around the best match
+    coarse = cv2.resize(
+        page, (page.shape[1] // k, page.shape[0] // k), interpolation=cv2.INTER_AREA
+    )
+    best = (-1.0, 0, (0, 0))
+    for width in range(64, min(page.shape[1], 1200), 8):
+        t = cv2.resize(small, (width // k, round(width * image.height / image.width) // k),
+                       interpolation=cv2.INTER_AREA)  # fmt: skip
+        if t.shape[0] >= coarse.shape[0] or t.shape[1] >= coarse.shape[1]:
+            break
+        _, score, _, at = cv2.minMaxLoc(cv2.matchTemplate(coarse, t, cv2.TM_CCOEFF_NORMED))
+        if score > best[0]:
+            best = (score, width, (at[0] * k, at[1] * k))
+    score, width, (x, y) = best
+    height = round(width * image.height / image.width)
+    t = cv2.resize(small, (width, height), interpolation=cv2.INTER_AREA)
+    x0, y0 = max(0, x - 2 * k), max(0, y - 2 * k)
+    window = page[y0 : y + height + 2 * k, x0 : x + width + 2 * k]
+    _, score, _, at = cv2.minMaxLoc(cv2.matchTemplate(window, t, cv2.TM_CCOEFF_NORMED))
+    x, y = x0 + at[0], y0 + at[1]
+    return shot.crop((x, y, x + width, y + height)), round(float(score), 3)
 
 
 def main() -> None:
@@ -258,8 +318,9 @@ def main() -> None:
             print(
                 f"  {name:22s} {mode:8s} "
                 + "; ".join(
-                    f"{side}: own {m['own']['shows']:.0%} (attr {m['own']['attributes']:.0%}), "
-                    f"other {m['other']['shows']:.0%}"
+                    f"{side}: own {m['own']['shows']:.0%} (held-out {m['own']['held_out']:.0%}, "
+                    f"attr {m['own']['attributes']:.0%}), other {m['other']['shows']:.0%} "
+                    f"(held-out {m['other']['held_out']:.0%})"
                     for side, m in sides.items()
                 )
             )
@@ -269,16 +330,19 @@ def main() -> None:
     for name, r in results.items():
         if "demo" in r:
             d = r["demo"]
-            print(
-                f"  {name:22s} "
-                + "; ".join(
-                    f"{k}: {'shown' if m['shows'] else 'not shown'} (attributes "
-                    f"{m['attributes']:.0%})"
-                    for k, m in d.items()
-                    if k != "seconds"
+            for where in ("file", "screenshot"):
+                if where not in d:
+                    continue
+                match = f", match {d['screenshot_match']}" if where == "screenshot" else ""
+                print(
+                    f"  {name:22s} {where + match:20s} "
+                    + "; ".join(
+                        f"{k}: {'shown' if m['shows'] else 'not shown'} (attributes "
+                        f"{m['attributes']:.0%})"
+                        for k, m in d[where].items()
+                    )
                 )
-                + f"  ({d['seconds']} s for the whole demo)"
-            )
+            print(f"  {name:22s} ({d['seconds']} s for the whole demo)")
     if not args.demo:
         print("  not measured (pass --demo)")
 
