@@ -49,7 +49,9 @@ def test_the_export_is_checked_file_by_file(mini_world, tmp_path):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
-    with pytest.raises(UserError, match=r"unet/diffusion_pytorch_model.safetensors: sha256 differs"):
+    with pytest.raises(
+        UserError, match=r"unet/diffusion_pytorch_model.safetensors: sha256 differs"
+    ):
         world_dir(damaged)
     gone = _copy(mini_world, tmp_path / "gone")
     (gone / "vae" / "config.json").unlink()
