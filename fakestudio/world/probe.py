@@ -1,14 +1,15 @@
 """The attribute probe: reads a world person's attributes back from a picture.
 
-A small CNN (about 0.6M parameters) trained on world renders, with one head per attribute
-(`attributes.ALL_VALUES`, held-out values included). It reads one person per *view*: the whole
+Three small CNNs (about 0.6M parameters each; `MEMBERS`) trained on world renders, one head
+per attribute (`attributes.ALL_VALUES`, held-out values included), their probabilities
+averaged. It reads one person per *view*: the whole
 picture for a one-person picture, the left or right half (head and shirt) for a two-person
 scene. Its weights are committed next to this file (`probe.safetensors`, sha256 in
 `probe.sha256`); retrain them with
 
     .venv/bin/python -m fakestudio.world.probe --out fakestudio/world/probe.safetensors
 
-(deterministic data from a seed; CPU, about 20-40 minutes on 2 cores).
+(deterministic data from each net's seed; CPU, about 12-20 minutes a net on 2 cores).
 """
 
 from __future__ import annotations
@@ -293,7 +294,8 @@ def main() -> None:
     @click.option("--steps", type=click.IntRange(min=1), default=1500)
     @click.option("--views", "n_views", type=click.IntRange(min=64), default=10000)
     def cli(out, steps, n_views):
-        """Train the attribute probe on world renders; write weights + sha256."""
+        """Train the attribute probe (the nets of MEMBERS, ~12-20 min each on 2 cores) on world
+        renders; write weights + sha256."""
         import torch
 
         torch.set_num_threads(2)
