@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
@@ -38,16 +37,19 @@ def make_lora(
     with_te: bool = True,
     scale: float = 1.0,
     header: dict | None = None,
+    layers: str = "attention",
 ) -> Path:
-    """A LoRA with random (non-zero) weights for `pipe`, written in `form` by our exporter."""
+    """A LoRA with random (non-zero) weights for `pipe`, written in `form` by our exporter;
+    `layers`: which UNet layers, as `fakestudio train --layers`."""
     import torch
     from peft import LoraConfig, get_peft_model_state_dict
 
     from fakestudio.train.export import save_lora
+    from fakestudio.train.loop import UNET_TARGETS as TARGETS
 
     torch.manual_seed(seed)
     ucfg = LoraConfig(
-        r=rank, lora_alpha=alpha, target_modules=UNET_TARGETS, init_lora_weights=False
+        r=rank, lora_alpha=alpha, target_modules=TARGETS[layers], init_lora_weights=False
     )
     pipe.unet.add_adapter(ucfg, adapter_name="build")
     ustate = {

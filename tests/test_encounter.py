@@ -158,10 +158,20 @@ def test_regions_keep_identities_apart_and_merge_does_not(tiny_pipe, people):
     assert isolation(m) < 1.2  # the merge keeps neither side apart
 
 
-@pytest.mark.parametrize("context", [DEFAULT_CONTEXT, None], ids=["tiles", "full"])
-def test_batched_equals_unbatched_per_region_passes(tiny_pipe, people, context):
+@pytest.mark.parametrize(
+    "context,layers",
+    [(DEFAULT_CONTEXT, "attention"), (None, "attention"), (DEFAULT_CONTEXT, "all")],
+    ids=["tiles", "full", "all-layers"],
+)
+def test_batched_equals_unbatched_per_region_passes(tiny_pipe, people, context, layers, tmp_path):
+    """peft's per-sample adapters in one batch equal one pass per region, also for LoRAs on
+    the ResNet convolutions (`train --layers all`)."""
     pipe = tiny_pipe
     pipe.unload_lora_weights()
+    if layers == "all":
+        people = [
+            make_lora(pipe, tmp_path / f"{i}.safetensors", seed=i, layers="all") for i in (1, 2)
+        ]
     load_people(pipe, [resolve_person(Person(p)) for p in people])
     args = (
         pipe,

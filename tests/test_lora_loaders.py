@@ -93,29 +93,47 @@ def _peft_state(model, targets: list[str], rank: int = 1) -> dict:
     gen = torch.Generator().manual_seed(0)
     state = {}
     for name, m in model.named_modules():
-        if isinstance(m, torch.nn.Linear) and any(name.endswith("." + t) for t in targets):
+        if not any(name.endswith("." + t) for t in targets):
+            continue
+        if isinstance(m, torch.nn.Linear):
             state[f"{name}.lora_A.weight"] = torch.randn(rank, m.in_features, generator=gen)
             state[f"{name}.lora_B.weight"] = torch.randn(m.out_features, rank, generator=gen)
+        elif isinstance(m, torch.nn.Conv2d):  # peft's: a k x k down conv, a 1 x 1 up conv
+            k = m.kernel_size
+            state[f"{name}.lora_A.weight"] = torch.randn(rank, m.in_channels, *k, generator=gen)
+            state[f"{name}.lora_B.weight"] = torch.randn(m.out_channels, rank, 1, 1, generator=gen)
     return state
 
 
 @pytest.fixture(scope="module")
 def files(arch):
     """{form: {key: shape}} of the two forms our exporter writes, with metadata."""
+    return _files(arch, UNET_TARGETS)
+
+
+@pytest.fixture(scope="module")
+def files_all(arch):
+    """The same for a LoRA on all layers (`fakestudio train --layers all`)."""
+    from fakestudio.train.loop import UNET_TARGETS as TARGETS
+
+    return _files(arch, TARGETS["all"], {"layers": "all"})
+
+
+def _files(arch, unet_targets: list[str], header: dict | None = None) -> dict:
     from peft import LoraConfig
 
-    ucfg = LoraConfig(r=1, lora_alpha=2.0, target_modules=UNET_TARGETS)
+    ucfg = LoraConfig(r=1, lora_alpha=2.0, target_modules=unet_targets)
     te_states = {n: _peft_state(m, TE_TARGETS) for n, m in arch["encoders"].items()}
     te_cfgs = {n: LoraConfig(r=1, lora_alpha=2.0, target_modules=TE_TARGETS) for n in te_states}
     out = {}
     for form in ("kohya", "peft"):
         data = lora_bytes(
-            unet_state=_peft_state(arch["unet"], UNET_TARGETS),
+            unet_state=_peft_state(arch["unet"], unet_targets),
             unet_config=ucfg,
             te_states=te_states,
             te_configs=te_cfgs,
             form=form,
-            header={**HEADER, "base_family": arch["family"]},
+            header={**HEADER, "base_family": arch["family"], **(header or {})},
             sgm_layers_per_block=2 if arch["family"] == "sdxl" else None,
         )
         from safetensors.torch import load
@@ -213,15 +231,70 @@ def test_comfyui_maps_every_key(arch, files, form):
     # the same delta in both forms: ComfyUI scales by alpha / rank, or 1 without alpha
     deltas = {}
     for target, (up, down, alpha) in patches.items():
-        deltas[target] = (alpha / down.shape[0] if alpha is not None else 1.0) * (up @ down)
+        deltas[target] = _delta(up, down, alpha)
     other, _ = comfy_load(
         files["peft" if form == "kohya" else "kohya"]["tensors"], comfy_key_map(arch)
     )
     some = sorted(deltas)[:: max(1, len(deltas) // 8)]
     for t in some:
         up, down, alpha = other[t]
-        ref = (alpha / down.shape[0] if alpha is not None else 1.0) * (up @ down)
+        ref = _delta(up, down, alpha)
         assert torch.allclose(deltas[t], ref, atol=1e-5)
+
+
+def _delta(up, down, alpha):
+    """The weight change a loader applies (ComfyUI scales by alpha / rank, or 1 without alpha);
+    convolutions flattened: a k x k down conv then a 1 x 1 up conv."""
+    scale = alpha / down.shape[0] if alpha is not None else 1.0
+    return scale * (up.flatten(1) @ down.flatten(1))
+
+
+def _all_layer_modules(arch) -> int:
+    """How many modules `--layers all` adapts: the UNet's targets and the text encoders'."""
+    from fakestudio.train.loop import UNET_TARGETS as TARGETS
+
+    def count(model, targets):
+        return sum(
+            1
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)
+            and any(name.endswith("." + t) for t in targets)
+        )
+
+    return count(arch["unet"], TARGETS["all"]) + sum(
+        count(te, TE_TARGETS) for te in arch["encoders"].values()
+    )
+
+
+def test_comfyui_maps_every_key_of_a_lora_on_all_layers(arch, files_all):
+    """The kohya form; the diffusers form of such a LoRA uses peft's names (what diffusers'
+    own `save_lora_weights` writes), which diffusers reads (below) and ComfyUI's map lacks."""
+    tensors = files_all["kohya"]["tensors"]
+    patches, ignored = comfy_load(tensors, comfy_key_map(arch))
+    assert ignored == []
+    assert len(patches) == len(_modules(tensors)) == _all_layer_modules(arch)
+    assert any("_resnets_" in k or "_in_layers_" in k for k in tensors)
+    # the same deltas as the diffusers form, module by module
+    peft = files_all["peft"]["tensors"]
+    compared = 0
+    for key in list(tensors)[::7]:
+        if key.endswith(".lora_down.weight"):
+            name = key.removesuffix(".lora_down.weight")
+            up, down = tensors[name + ".lora_up.weight"], tensors[key]
+            alpha = tensors[name + ".alpha"].item()
+            found = [k for k in peft if k.endswith(".lora_A.weight") and _flat(k) == _flat(key)]
+            if found:  # SD1 (diffusers names on both sides)
+                (a,) = found
+                b = a.replace(".lora_A.", ".lora_B.")
+                assert torch.allclose(_delta(up, down, alpha), _delta(peft[b], peft[a], None))
+                compared += 1
+    assert compared >= 10 or arch["family"] == "sdxl"
+
+
+def _flat(key: str) -> str:
+    """A LoRA key's module with `_` for `.`, prefixes dropped: comparable across forms."""
+    module = re.sub(r"\.(lora_(down|up|A|B)\.weight|alpha)$", "", key)
+    return module.replace("lora_unet_", "").removeprefix("unet.").replace(".", "_")
 
 
 # ---------------------------------------------------------------------------- Automatic1111
@@ -313,6 +386,15 @@ def test_a1111_maps_every_key_of_the_kohya_form(arch, files):
     assert len(matched) == EXPECTED_MODULES[arch["family"]]
 
 
+def test_a1111_maps_every_key_of_a_lora_on_all_layers(arch, files_all):
+    tensors = files_all["kohya"]["tensors"]
+    matched, failed = a1111_load(tensors, a1111_layers(arch))
+    assert failed == []
+    assert len(matched) == _all_layer_modules(arch)
+    args = json.loads(files_all["kohya"]["metadata"]["ss_network_args"])
+    assert args == {"conv_dim": "1", "conv_alpha": "2.0"}  # kohya's LoCon
+
+
 def test_a1111_reads_the_header_fields_it_shows(arch, files):
     """network.py: alias from ss_output_name, SD version from ss_base_model_version / ss_v2,
     hash from sshs_model_hash (else the tensor data's sha256)."""
@@ -348,12 +430,15 @@ def test_a1111_cannot_read_the_diffusers_form(arch, files):
 
 
 def kohya_modules(arch) -> set[str]:
-    """SD1: kohya trains diffusers' UNet (diffusers names); SDXL: its own SGM-layout UNet."""
+    """SD1: kohya trains diffusers' UNet (diffusers names); SDXL: its own SGM-layout UNet.
+    Linear and 1x1 conv layers in the transformers; with `conv_dim` (LoCon) also the 3x3 convs
+    of the ResNet blocks and samplers."""
     names = set()
+    conv_blocks = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
     for name, m in arch["unet"].named_modules():
-        if type(m).__name__ == "Transformer2DModel":
+        if type(m).__name__ in ("Transformer2DModel", *conv_blocks):
             for child, c in m.named_modules():
-                if isinstance(c, torch.nn.Linear):
+                if isinstance(c, torch.nn.Linear | torch.nn.Conv2d):
                     full = f"{name}.{child}"
                     if arch["family"] == "sdxl":
                         full = arch["ldm"][full + ".weight"][: -len(".weight")]
@@ -379,15 +464,18 @@ def kohya_modules(arch) -> set[str]:
     return names
 
 
-def test_kohya_maps_every_key(arch, files):
+@pytest.mark.parametrize("layers", ["attention", "all"])
+def test_kohya_maps_every_key(arch, files, files_all, layers):
     modules = kohya_modules(arch)
-    tensors = files["kohya"]["tensors"]
+    tensors = (files if layers == "attention" else files_all)["kohya"]["tensors"]
     expected = {
         f"{m}.{p}" for m in modules for p in ("lora_down.weight", "lora_up.weight", "alpha")
     }
     unexpected = [k for k in tensors if k not in expected]
     assert unexpected == []
-    assert len(_modules(tensors)) == EXPECTED_MODULES[arch["family"]]
+    assert len(_modules(tensors)) == (
+        EXPECTED_MODULES[arch["family"]] if layers == "attention" else _all_layer_modules(arch)
+    )
 
 
 # ------------------------------------------------------------------- diffusers, oldest supported
@@ -440,13 +528,14 @@ def tiny_sdxl(tmp_path_factory):
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
 @pytest.mark.parametrize("form", ["kohya", "peft"])
+@pytest.mark.parametrize("layers", ["attention", "all"])
 def test_current_diffusers_loads_every_module_without_warning(
-    family, form, request, tmp_path, caplog
+    family, form, layers, request, tmp_path, caplog
 ):
     from tests.builders import make_lora
 
     pipe = request.getfixturevalue("tiny_pipe" if family == "sd1" else "tiny_sdxl")
-    path = make_lora(pipe, tmp_path / f"{form}.safetensors", form=form)
+    path = make_lora(pipe, tmp_path / f"{form}.safetensors", form=form, layers=layers)
     with safe_open(str(path), "pt") as f:
         modules = _modules({k: None for k in f.keys()})
     caplog.set_level(logging.WARNING)

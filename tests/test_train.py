@@ -191,6 +191,35 @@ def test_both_forms_load_in_fakestudio_generate(trained, tmp_path):
         assert f'Lora hashes: "{Path(path).stem}: {short}"' in params
 
 
+def test_layers_all_trains_the_resnet_convolutions_too(dataset, tmp_path, tiny_folder):
+    """`--layers all` (LoCon): both forms hold the ResNet convs, the transformers' in/out and
+    feed-forward layers beside the attention; diffusers loads every module of both."""
+    from diffusers import StableDiffusionPipeline
+
+    out = tmp_path / "all.safetensors"
+    res = run(
+        "train", dataset, "--out", out, *"--steps 2 --layers all --format both --json".split()
+    )
+    kohya, peft = map(Path, json.loads(res.stdout)["outputs"])
+    kk, pk = tensors(kohya), tensors(peft)
+    for leaf in ("conv1", "conv2", "proj_in", "ff_net_2", "to_q"):
+        assert any(k.endswith(f"_{leaf}.lora_down.weight") for k in kk), leaf
+    assert any(".resnets.0.conv1.lora_A.weight" in k for k in pk)
+    assert header(kohya)["layers"] == "all"
+    with safe_open(str(kohya), "pt") as f:
+        assert "conv_dim" in f.metadata()["ss_network_args"]
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, safety_checker=None)
+    modules = sum(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in kk)
+    for name, path in (("k", kohya), ("p", peft)):
+        pipe.load_lora_weights(str(path), adapter_name=name)
+        loaded = [m for m in pipe.unet.modules() if hasattr(m, "lora_A") and name in m.lora_A]
+        assert len(loaded) == modules > 32
+    # a resumed run must keep the layers
+    user_error(
+        run("train", dataset, "--out", out, "--steps", 4, "--resume", code=2), "layers='all'"
+    )
+
+
 def test_lora_info_prints_our_header(trained):
     kohya, peft = trained["outputs"]
     res = run("lora-info", kohya)

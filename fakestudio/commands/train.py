@@ -22,6 +22,7 @@ SECTIONS = {
         "rank",
         "alpha",
         "train_text_encoder",
+        "layers",
         "max_steps",
         "epochs",
         "batch_size",
@@ -104,6 +105,13 @@ P = click.Path(path_type=Path)
     "--train-text-encoder/--no-train-text-encoder",
     default=None,
     help="Also train LoRA on the text encoder(s) [no].",
+)
+@click.option(
+    "--layers",
+    type=click.Choice(["attention", "all"]),
+    default=None,
+    help="UNet layers with LoRA: attention (the usual LoRA) or all (also feed-forward and "
+    "ResNet convolutions, kohya's LoCon) [attention].",
 )
 @click.option(
     "--steps",
@@ -209,7 +217,8 @@ def train(dataset, out, fmt, cache, toml, as_json, quiet, **options):
     accelerate launch --multi_gpu --num_processes 4 -m fakestudio train dataset/ --out x.safetensors
 
     Defaults in [brackets] are fakestudio's; a base may bring its own (a fakestudio.json in
-    its folder: the world base trains at lr 4e-4 with the text encoder and 16 prior images).
+    its folder: the world base trains all layers at lr 4e-4 with the text encoder and 16 prior
+    images).
     Ctrl-C saves a checkpoint and exits 130; add --resume to the same command to continue.
     Exit codes: 0 done, 2 bad input or a diverged run (one line says why), 130 interrupted.
     """

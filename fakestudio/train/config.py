@@ -28,6 +28,10 @@ LR_SCHEDULERS = ("constant", "cosine", "linear")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 FORMATS = ("peft", "kohya", "both")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+# which UNet layers carry the LoRA: "attention" (the usual LoRA: attention projections only) or
+# "all" (also the transformers' in/out and feed-forward layers and the ResNet convolutions,
+# what kohya calls LoCon): a UNet whose outer blocks have no attention needs "all" to reach them
+LAYERS = ("attention", "all")
 MAX_PRIOR_IMAGES = 1000
 STORY_REPEATS = 100  # default length: every photo seen 100 times (24 photos -> 2,400 image-steps)
 
@@ -45,6 +49,7 @@ class TrainConfig:
     rank: int = 8
     alpha: float | None = None  # None: alpha = rank (scale 1)
     train_text_encoder: bool = False
+    layers: str = "attention"  # LAYERS
     # schedule
     max_steps: int | None = None  # optimizer steps; None: `epochs`, else STORY_REPEATS repeats
     epochs: int | None = None
@@ -131,6 +136,7 @@ class TrainConfig:
         _choice("--lr-scheduler", self.lr_scheduler, LR_SCHEDULERS)
         _choice("--mixed-precision", self.mixed_precision, MIXED_PRECISION)
         _choice("--format", self.format, FORMATS)
+        _choice("--layers", self.layers, LAYERS)
         if self.prediction_type is not None:
             _choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         if not 0 <= self.prior_images <= MAX_PRIOR_IMAGES:

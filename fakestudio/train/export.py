@@ -51,20 +51,32 @@ def _text_model(module: str) -> str:
     return module if module.startswith("text_model.") else "text_model." + module
 
 
+RESNET_SGM = {"conv1": "in_layers.2", "conv2": "out_layers.3"}  # diffusers -> SGM layer names
+
+
 def sgm_unet_module(module: str, layers_per_block: int) -> str:
-    """A diffusers UNet attention module in the SGM/LDM block names kohya's SDXL trainer (and
-    the original SDXL checkpoints) use: `down_blocks.1.attentions.0.…` -> `input_blocks.4.1.…`."""
+    """A diffusers UNet module in the SGM/LDM block names kohya's SDXL trainer (and the original
+    SDXL checkpoints) use: `down_blocks.1.attentions.0.…` -> `input_blocks.4.1.…`,
+    `down_blocks.1.resnets.0.conv1` -> `input_blocks.4.0.in_layers.2`."""
     per = layers_per_block + 1  # resnets (with attentions) plus a down/upsampler per level
     parts = module.split(".")
-    if parts[0] == "down_blocks" and parts[2] == "attentions":
-        block = f"input_blocks.{1 + int(parts[1]) * per + int(parts[3])}.1"
-    elif parts[0] == "up_blocks" and parts[2] == "attentions":
-        block = f"output_blocks.{int(parts[1]) * per + int(parts[3])}.1"
-    elif parts[:3] == ["mid_block", "attentions", "0"]:
-        return ".".join(["middle_block", "1", *parts[3:]])
-    else:
-        raise ValueError(f"only attention modules are written: {module}")
-    return ".".join([block, *parts[4:]])
+    if parts[0] == "mid_block":
+        if parts[1] == "attentions":
+            return ".".join(["middle_block", "1", *parts[3:]])
+        if parts[1] == "resnets" and parts[3] in RESNET_SGM:
+            return f"middle_block.{2 * int(parts[2])}.{RESNET_SGM[parts[3]]}"
+    elif parts[0] in ("down_blocks", "up_blocks") and parts[2] in ("attentions", "resnets"):
+        level, index = int(parts[1]), int(parts[3])
+        block = (
+            f"input_blocks.{1 + level * per + index}"
+            if parts[0] == "down_blocks"
+            else f"output_blocks.{level * per + index}"
+        )
+        if parts[2] == "attentions":
+            return ".".join([block, "1", *parts[4:]])
+        if parts[4] in RESNET_SGM:
+            return f"{block}.0.{RESNET_SGM[parts[4]]}"
+    raise ValueError(f"only attention, feed-forward and ResNet conv modules are written: {module}")
 
 
 def to_kohya(
@@ -88,19 +100,32 @@ def to_kohya(
 
 
 def to_diffusers_unet(state: dict, scale: float) -> dict:
-    """peft UNet state dict -> `unet.<block>.processor.to_q_lora.down.weight` keys, with the
-    LoRA scale (alpha / rank) folded into the up weights."""
+    """peft UNet state dict -> diffusers keys, with the LoRA scale (alpha / rank) folded into
+    the up weights. Attention projections only: the attention-processor names every diffusers
+    and ComfyUI read (`unet.<block>.processor.to_q_lora.down.weight`); with other layers too
+    (`--layers all`), the peft names diffusers' own `save_lora_weights` writes
+    (`unet.<module>.lora_A.weight`) for every module."""
+    modules = [_module_and_kind(key) for key in state]
+    processor_names = all(_processor_name(m) is not None for m, _ in modules)
     out = {}
-    for key, tensor in state.items():
-        module, kind = _module_and_kind(key)
-        head, dot, leaf = module.rpartition(".")
-        if leaf == "0" and head.endswith(".to_out"):  # to_out.0 -> processor.to_out
-            head, _, leaf = head.rpartition(".")
-        if not leaf.startswith("to_"):
-            raise ValueError(f"only attention projections (to_q/k/v/out) are written: {key}")
-        name = f"unet.{head}.processor.{leaf}_lora.{'down' if kind == 'A' else 'up'}.weight"
-        out[name] = _scaled(tensor, scale if kind == "B" else 1.0)
+    for key, (module, kind) in zip(state, modules, strict=True):
+        if processor_names:
+            name = f"unet.{_processor_name(module)}_lora.{'down' if kind == 'A' else 'up'}.weight"
+        else:
+            name = f"unet.{module}.lora_{kind}.weight"
+        out[name] = _scaled(state[key], scale if kind == "B" else 1.0)
     return out
+
+
+def _processor_name(module: str) -> str | None:
+    """'…attn1.to_q' -> '…attn1.processor.to_q', '…to_out.0' -> '…processor.to_out'; None for
+    a module that is not an attention projection."""
+    head, _, leaf = module.rpartition(".")
+    if leaf == "0" and head.endswith(".to_out"):
+        head, _, leaf = head.rpartition(".")
+    if not leaf.startswith("to_"):
+        return None
+    return f"{head}.processor.{leaf}"
 
 
 def to_diffusers_text(state: dict, name: str, scale: float) -> dict:
@@ -168,6 +193,8 @@ def a1111_metadata(
         "ss_tag_frequency": json.dumps(tag_frequency or {}, sort_keys=True),
         "ss_training_comment": f"trained by {header.get('software')}",
     }
+    if header.get("layers") == "all":  # kohya's LoCon: the ResNet convolutions too
+        ss["ss_network_args"] = json.dumps({"conv_dim": str(rank), "conv_alpha": str(alpha)})
     if started_at is not None:
         ss["ss_training_started_at"] = str(started_at)
     spec = {

@@ -54,12 +54,18 @@ from fakestudio.train.data import (
     steps_per_epoch,
 )
 
-UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+UNET_TARGETS = {  # TrainConfig.layers -> the UNet modules (peft names) that carry the LoRA
+    "attention": ["to_q", "to_k", "to_v", "to_out.0"],
+    "all": [
+        *["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj"],
+        *["ff.net.2", "conv1", "conv2"],
+    ],
+}
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 HEADER_FORMAT = "fakestudio.lora/1"
 # Settings a resumed run must share with the run it continues (else it is another run).
 MUST_MATCH = (
-    "rank alpha train_text_encoder resolution lr text_encoder_lr lr_scheduler warmup_steps "
+    "rank alpha train_text_encoder layers resolution lr text_encoder_lr lr_scheduler warmup_steps "
     "batch_size grad_accum seed min_snr_gamma noise_offset caption_dropout prior_loss_weight "
     "weight_decay prior_images"
 ).split()
@@ -309,7 +315,10 @@ def setup(cfg: TrainConfig, ds, log: Callable[[str], None] | None) -> Run:
     torch.manual_seed(cfg.seed)  # the same LoRA initialisation in every process
     unet.add_adapter(
         LoraConfig(
-            r=cfg.rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=UNET_TARGETS
+            r=cfg.rank,
+            lora_alpha=alpha,
+            init_lora_weights="gaussian",
+            target_modules=UNET_TARGETS[cfg.layers],
         )
     )
     te_configs = {}
@@ -655,7 +664,9 @@ def lora_file_kwargs(run: Run, state: TrainState, form: str, path: Path) -> dict
     cfg = run.cfg
     return dict(
         unet_state=unet,
-        unet_config=LoraConfig(r=cfg.rank, lora_alpha=run.alpha, target_modules=UNET_TARGETS),
+        unet_config=LoraConfig(
+            r=cfg.rank, lora_alpha=run.alpha, target_modules=UNET_TARGETS[cfg.layers]
+        ),
         te_states=tes,
         te_configs=run.te_configs,
         form=form,
@@ -684,7 +695,8 @@ def header(run: Run, at: int) -> dict:
         "consent_recorded": ds.consent.recorded if ds.consent else None,
         "rank": cfg.rank,
         "alpha": run.alpha,
-        "targets": {"unet": UNET_TARGETS, **{n: TE_TARGETS for n in run.te_configs}},
+        "layers": cfg.layers,
+        "targets": {"unet": UNET_TARGETS[cfg.layers], **{n: TE_TARGETS for n in run.te_configs}},
         "steps": at,
         "epochs": round(at * cfg.grad_accum / run.micro_per_epoch, 2),
         "resolution": ds.resolution,
