@@ -1,6 +1,6 @@
 """The attribute probe: reads a world person's attributes back from a picture.
 
-Three small CNNs (about 0.6M parameters each; `MEMBERS`) trained on world renders, one head
+Four small CNNs (about 0.6M parameters each; `MEMBERS`) trained on world renders, one head
 per attribute (`attributes.ALL_VALUES`, held-out values included), their probabilities
 averaged. It reads one person per *view*: the whole
 picture for a one-person picture, the left or right half (head and shirt) for a two-person
@@ -29,16 +29,20 @@ from fakestudio.world.scenes import random_scene
 
 VIEW = 128
 WEIGHTS = Path(__file__).with_name("probe.safetensors")
-TWO_PERSON_BOX = (0.14, 0.64)
-# The probe is an ensemble, its nets' probabilities averaged: (seed, varied pattern inks) of
-# each. Nets that read renders equally well (98-99%) disagree on generated pictures (blurred
-# faces, soft stripes): the net trained on the world's own ink reads b0bz's soft stripes as
-# dots, nets trained on varied inks read ad4x's blurred pink hair as red in some encounters.
-MEMBERS: tuple[tuple[int, bool], ...] = (
-    (0, False),
-    (0, True),
-    (1, True),
-)  # vertical extent of a two-person view, in picture heights
+TWO_PERSON_BOX = (0.14, 0.64)  # vertical extent of a two-person view, in picture heights
+# The probe is an ensemble, its nets' probabilities averaged: (seed, pattern inks) of each
+# (`random_ink`). Nets that read renders equally well (98-99%) disagree on generated pictures
+# (blurred faces, soft stripes): the net trained on the world's own ink reads b0bz's soft
+# stripes as dots, nets trained on varied inks read ad4x's blurred pink hair as red in some
+# encounters, and those three read a yellow shirt with saturated orange stripes as red (the
+# fourth, trained on bolder off-colour patterns, reads it yellow).
+MEMBERS: tuple[tuple[int, str], ...] = (
+    (0, "world"),
+    (0, "varied"),
+    (1, "varied"),
+    (2, "bold"),
+)
+INKS = ("world", "varied", "bold")
 
 
 def views(image: Image.Image, people: int) -> list[Image.Image]:
@@ -146,25 +150,31 @@ def load_probe(path: Path = WEIGHTS) -> Probe:
 # -- training -------------------------------------------------------------------------------------
 
 
-def random_ink(rng: np.random.Generator) -> Ink:
-    """Half the scenes keep the world's pattern colours; the others get softer patterns, some
-    of them off-colour: a generated shirt's stripes are often so, and they are still stripes
-    (the net trained on the world's own ink reads half-contrast stripes as dots)."""
-    if rng.random() < 0.5:
+def random_ink(rng: np.random.Generator, kind: str = "varied") -> Ink:
+    """The pattern colours of a training scene (`INKS`). "world": the world's own. "varied":
+    half the scenes keep them, the others get softer patterns, some of them off-colour: a
+    generated shirt's stripes are often so, and they are still stripes (the net trained on the
+    world's own ink reads half-contrast stripes as dots). "bold": as varied, but off-colour
+    twice as often and up to full strength (a LoRA draws b0bz's yellow shirt with saturated
+    orange stripes; it is still a yellow shirt)."""
+    if kind == "world" or rng.random() < 0.5:
         return WORLD_INK
-    tint = tuple(int(v) for v in rng.integers(0, 256, 3)) if rng.random() < 0.3 else None
-    return Ink(contrast=float(rng.uniform(0.3, 0.7 if tint else 1.0)), tint=tint)
+    bold = kind == "bold"
+    tinted = rng.random() < (0.6 if bold else 0.3)
+    tint = tuple(int(v) for v in rng.integers(0, 256, 3)) if tinted else None
+    top = 1.0 if bold or not tint else 0.7
+    return Ink(contrast=float(rng.uniform(0.3, top)), tint=tint)
 
 
 def labelled_views(
-    rng: np.random.Generator, n: int, augment: bool = True, inks: bool = False
+    rng: np.random.Generator, n: int, augment: bool = True, inks: str = "world"
 ) -> list[tuple[Image.Image, dict[str, str]]]:
     """n (view, attributes) pairs from random world scenes, held-out values included;
-    `augment`: softened, shifted and noisy; `inks`: varied pattern colours (`random_ink`)."""
+    `augment`: softened, shifted and noisy; `inks`: the pattern colours (`random_ink`)."""
     out = []
     while len(out) < n:
         scene = random_scene(rng, two=0.4, held_out=True)
-        ink = random_ink(rng) if inks else WORLD_INK
+        ink = WORLD_INK if inks == "world" else random_ink(rng, inks)
         vs = views(render(scene, 256, ink=ink), len(scene.people))
         for v, attrs in zip(vs, scene.attributes(), strict=True):
             out.append((_augment(v, rng) if augment else v, attrs))
@@ -216,14 +226,14 @@ def _augment_batch(x, gen):
 
 def train_member(
     seed: int,
-    inks: bool = True,
+    inks: str = "varied",
     steps: int = 1500,
     batch: int = 64,
     n_views: int = 10000,
     log=print,
 ) -> dict:
-    """One net on its own n_views rendered views (drawn once from `seed`, with varied pattern
-    inks or the world's own, augmented every step); its fp16 state dict."""
+    """One net on its own n_views rendered views (drawn once from `seed`, with the pattern
+    `inks` of `random_ink`, augmented every step); its fp16 state dict."""
     import torch
 
     torch.manual_seed(seed)
@@ -275,10 +285,10 @@ def train(
     steps: int = 1500,
     batch: int = 64,
     n_views: int = 10000,
-    members: tuple[tuple[int, bool], ...] = MEMBERS,
+    members: tuple[tuple[int, str], ...] = MEMBERS,
     log=print,
 ) -> dict:
-    """Train the `members` nets ((seed, varied inks) each), write them as one probe file."""
+    """Train the `members` nets ((seed, inks) each), write them as one probe file."""
     nets = [train_member(seed, inks, steps, batch, n_views, log) for seed, inks in members]
     save_members(out, nets)
     acc = accuracy(load_probe(out))
