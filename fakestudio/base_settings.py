@@ -12,7 +12,7 @@ lr 1e-4, the world base's LoRAs want more and a prior. A diffusers folder may ca
 fields, the defaults of `fakestudio train` on that base; `encounter` holds the templates of an
 encounter's prompts, in the words the base was trained on (`ENCOUNTER` has the defaults, and
 the fields each may use: {scene}, {who} ("ben0a man"), {side} ("left"/"right"), {a}, {b}),
-and the strength of its detail pass (`detail`, 0: none). Precedence, lowest first: fakestudio's
+and its detail pass (`detail`: strength, 0: none; `detail_top`: where the squares start). Precedence, lowest first: fakestudio's
 defaults < the base's file < a `--config` TOML file < command-line flags. Bases without the file
 (tiny, single-file checkpoints, most diffusers folders) get fakestudio's defaults.
 """
@@ -29,14 +29,17 @@ from fakestudio.errors import UserError
 SETTINGS_FILE = "fakestudio.json"
 DEFAULT_GUIDANCE = 7.0
 # the encounter's prompts: the background region, each person's region, and --merge; and the
-# detail pass (fakestudio/detail.py): its prompt and strength (0: no detail pass)
+# detail pass (fakestudio/detail.py): its prompt, strength (0: no detail pass) and where its
+# squares start (a fraction of the picture's height; None: at the top of each person's region)
 ENCOUNTER = {
     "scene": "{scene}",
     "person": "photo of {who}, {scene}",
     "merge": "photo of {a} and {b}, {scene}",
     "single": "photo of {who}, {scene}",
     "detail": 0.0,
+    "detail_top": None,
 }
+NUMBERS = ("detail", "detail_top")  # the encounter settings that are not templates
 _FIELDS = {
     "scene": ("scene",),
     "person": ("scene", "who", "side"),
@@ -94,11 +97,14 @@ def _templates(given, where: str) -> dict:
     if not isinstance(given, dict) or set(given) - set(ENCOUNTER):
         raise UserError(f"{where}: encounter templates are {sorted(ENCOUNTER)}")
     out = ENCOUNTER | given
-    detail = out["detail"]
-    if isinstance(detail, bool) or not isinstance(detail, int | float) or not 0 <= detail < 1:
-        raise UserError(f"{where}: encounter 'detail' must be a number from 0 to below 1")
+    for name in NUMBERS:
+        v = out[name]
+        if v is None and name == "detail_top":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
+            raise UserError(f"{where}: encounter {name!r} must be a number from 0 to below 1")
     for name, text in out.items():
-        if name == "detail":
+        if name in NUMBERS:
             continue
         try:
             text.format(**{f: "x" for f in _FIELDS[name]})

@@ -58,9 +58,9 @@ class DemoConfig:
     class_word: str = "person"
     consent: str = DEMO_CONSENT
     base: str | None = None  # None: default_base() ($FAKESTUDIO_BASE, else "world")
-    train_steps: int | None = None  # None: 80 on tiny (it draws noise anyway), else 200
+    train_steps: int | None = None  # None: 80 on tiny (it draws noise anyway), else 300
     rank: int | None = None  # None: 4 on tiny, else the base's or fakestudio's default
-    lr: float = 1e-3  # short runs: 10x fakestudio's default
+    lr: float = 6e-4  # short runs: 6x fakestudio's default (world: 300 steps draw both people)
     gen_steps: int = 20
     size: int | None = None  # None: 512 on tiny, the base's native size otherwise
     seed: int = 7
@@ -114,7 +114,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     # tiny draws noise at any size: 512 gives the talk page a bigger picture; the others draw
     # at their native size (world: 256)
     size = cfg.size or (512 if base == "tiny" else None)
-    steps = cfg.train_steps or (80 if base == "tiny" else 200)
+    steps = cfg.train_steps or (80 if base == "tiny" else 300)
     timings: dict[str, float] = {}
     verdicts: dict[str, str] = {}
 

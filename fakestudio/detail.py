@@ -9,7 +9,11 @@ run again: 0.6 keeps the pose and the layout, and redraws face, hair and clothes
 back and paste it with a feathered edge, only inside that person's region.
 
 The square: as wide as the person's region, from the region's top (heads are at the top of a
-standing person); pictures are deterministic from the record's seed.
+standing person), or from `top` (a fraction of the picture's height) for a base that knows
+where its people's heads are: the world base draws two people's heads at 0.36 of the height,
+and its LoRAs draw a portrait's head at 0.4 of the square, so its squares start at 0.16 and
+the redrawn head lands where the first pass put it. Pictures are deterministic from the
+record's seed.
 """
 
 from __future__ import annotations
@@ -31,14 +35,19 @@ class Square:
         return (self.x0, self.y0, self.x0 + self.side, self.y0 + self.side)
 
 
-def person_squares(masks: np.ndarray, width: int, height: int) -> list[Square]:
-    """One square per person region (masks[1:], at any resolution), inside the picture."""
+def person_squares(
+    masks: np.ndarray, width: int, height: int, top: float | None = None
+) -> list[Square]:
+    """One square per person region (masks[1:], at any resolution), inside the picture; from
+    the region's top, or from `top` x height when that is lower."""
     squares = []
     for m in masks[1:]:
         ys, xs = np.nonzero(m >= 0.5)
         sy, sx = height / m.shape[0], width / m.shape[1]
         x0, x1 = int(xs.min() * sx), int((xs.max() + 1) * sx)
         y0 = int(ys.min() * sy)
+        if top is not None:  # never above the region (a layout may put people lower)
+            y0 = max(y0, round(top * height))
         side = min(x1 - x0, width, height)
         x0 = min(max(0, x0), width - side)
         y0 = min(max(0, y0), height - side)

@@ -562,7 +562,7 @@ def encounter(
         if detail:
             from fakestudio.detail import person_squares
 
-            squares = person_squares(masks, width, height)
+            squares = person_squares(masks, width, height, words["detail_top"])
             singles = [words["single"].format(who=who_of(p), scene=cfg.scene) for p in persons]
             composition["detail"] = {
                 "strength": detail,

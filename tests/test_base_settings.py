@@ -40,9 +40,13 @@ def test_settings_are_read_and_checked(tmp_path, tiny_folder):
         ('{"guidance": -1}', "guidance must be 0 or more"),
         ('{"train": {"lr": 1e-4, "turbo": true}}', "unknown train settings ['turbo']"),
         ('{"encounter": {"detail": 1}}', "encounter 'detail' must be a number from 0"),
+        ('{"encounter": {"detail_top": "top"}}', "encounter 'detail_top' must be a number"),
         ('{"sampler": "euler"}', "only 'guidance', 'train' and 'encounter' are known"),
         ('{"encounter": {"person": "{who} at {place}"}}', "encounter 'person' template"),
-        ('{"encounter": {"crowd": "{who}"}}', "encounter templates are ['detail', 'merge'"),
+        (
+            '{"encounter": {"crowd": "{who}"}}',
+            "encounter templates are ['detail', 'detail_top', 'merge'",
+        ),
     ):
         (folder / "fakestudio.json").write_text(text)
         with pytest.raises(UserError, match=r"^base/fakestudio.json: ") as e:

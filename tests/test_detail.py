@@ -24,6 +24,12 @@ def test_each_person_gets_a_square_from_the_top_of_their_region():
     (c, d) = person_squares(tall, 256, 256)
     assert (c.x0, c.y0, c.side) == (int(0.1 * 256) // 8 * 8, 128, 56)
     assert d.side == 104 and d.y0 == 0 and d.x0 + d.side <= 256  # kept inside the picture
+    # a base that knows where its heads are (world: squares from 0.16 of the height), never
+    # above a region that starts lower
+    (e, f) = person_squares(masks, 256, 256, top=0.16)
+    assert (e.y0, f.y0, e.side) == (41, 41, 128)
+    (g, h) = person_squares(tall, 256, 256, top=0.16)
+    assert (g.y0, h.y0) == (128, 41)
 
 
 def _encounter(tmp_path, people, detail):  # noqa: F811

@@ -35,7 +35,7 @@ import click
     help="As for generate ('world' by default, or $FAKESTUDIO_BASE): run the story on real weights.",
 )
 @click.option(
-    "--train-steps", type=int, default=None, help="LoRA steps per person [80 on tiny, else 200]."
+    "--train-steps", type=int, default=None, help="LoRA steps per person [80 on tiny, else 300]."
 )
 @click.option(
     "--steps",

@@ -22,7 +22,7 @@ NATIVE_SIZE = 256
 # neither learns a held-out colour nor keeps the class word apart (docs/world-model.md).
 SETTINGS = {
     "guidance": 3.0,
-    "train": {"lr": 4e-4, "train_text_encoder": True, "prior_images": 16},
+    "train": {"lr": 4e-4, "train_text_encoder": True, "prior_images": 16, "layers": "all"},
     # the world's two-person captions: "a photo of two people shaking hands at a conference,
     # on the left a person with ..., on the right a person with ..."
     "encounter": {
@@ -32,6 +32,9 @@ SETTINGS = {
         # each person redrawn at portrait size, in the words their LoRA learnt
         "single": "photo of {who}",
         "detail": 0.8,
+        # the world draws two people's heads at 0.36 of the height; a LoRA's portrait puts
+        # the head at 0.4 of its square: squares from 0.16 put the redrawn head there
+        "detail_top": 0.16,
     },
 }
 
