@@ -96,6 +96,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     from fakestudio.label.derived import labelled_preview, write_poster
     from fakestudio.label.labeller import check_writable
     from fakestudio.models import default_base, light_base
+    from fakestudio.train import prior
     from fakestudio.train.config import make_config
     from fakestudio.train.loop import train
 
@@ -147,6 +148,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
 
     # 2. two LoRAs ----------------------------------------------------------------------------
     loras = []
+    class_images = None  # both people share the class word: the base draws its pictures once
     for person, ds in zip(cfg.people, datasets, strict=True):
         done = stage(f"train {person}")
         lora = out / "loras" / f"{person}.safetensors"
@@ -162,8 +164,12 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
             lr=cfg.lr,
             seed=cfg.seed,
             device=cfg.device,
+            class_images=class_images,
         )
         train(tcfg)
+        drawn = tcfg.run_folder() / prior.FOLDER
+        if tcfg.prior_images and class_images is None and drawn.is_dir():
+            class_images = drawn
         done()
         loras.append(lora)
         say(f"trained {lora.name} in {timings[f'train {person}']:.0f} s ({steps} steps)")
