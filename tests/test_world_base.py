@@ -155,8 +155,8 @@ def loras(tmp_path_factory):
             resolution=256, consent="drawn by fakestudio", person=True, base="world",
         )  # fmt: skip
         out[person] = tmp / f"{person}.safetensors"
-        # default settings: the world base's own (its fakestudio.json: lr 4e-4, the text
-        # encoder, 16 prior images), 800 steps (~85 s each on 2 cores)
+        # default settings: the world base's own (its fakestudio.json: all layers, lr 4e-4,
+        # the text encoder, 16 prior images), 800 steps (~2 min each on 2 cores)
         train(make_config(res.dataset.root, out[person], base="world"))
     return out
 
