@@ -1,0 +1,279 @@
+"""How visible is the whole label (every invisible mark together), before and after issue 24.
+
+    python bench/label_visibility.py                  # the table (~1 min on 2 cores)
+    python bench/label_visibility.py --out vis/       # + crops of each picture's most visible area
+    python bench/label_visibility.py --quick          # 6 pictures
+
+Pictures: every photo and generator output in ../shared/bench-images and
+../shared/fixtures/{real,generated} whose short side is at least 256 px, at their own size
+(as ``fakestudio label`` labels them), plus four synthetic stress pictures (a smooth dark-blue
+underwater scene, flat saturated patches, a light sky gradient, a dark night gradient) that are
+reported apart: the targets are set for the real pictures. Each picture gets its own random
+40-bit identifier and is labelled in one process by
+
+* ``before``: the labeller as it was (the first mark, ``ours.embed_for_upload``: chroma,
+  strong on textured pictures; then the durable mark on top), kept here as ``two_marks``;
+* ``after``: ``fakestudio.label.labeller.watermark``, what the labeller embeds now.
+
+Per picture and scheme: RGB PSNR (all three channels together), the PSNR and mean absolute
+error of each channel, SSIM of the luma (Gaussian window, sigma 1.5), and ``blotch``: the
+largest mean over a 32 x 32 window of the colour difference that a viewer can see as a patch,
+that is the CIELAB difference low-passed at sigma 2 px (8 px blocks survive it, the durable
+mark's 2 px grain mostly does not) and weighted down by the picture's own texture
+(1 / (1 + local spread of L / 2)); in CIE76 Delta E units (about 1 is a just noticeable
+difference for a patch on a flat area). ``--out`` writes, for every picture, its most visible
+192 px area (the window with the largest blotch value under either scheme): original,
+before and after side by side at 1x, the same enlarged 3x (nearest neighbour), and the two
+differences x10 (grey = no change).
+Targets (issue 24): RGB PSNR >= 40 dB mean and >= 38 dB worst over the real pictures, and no
+block or blotch visible at 1x on flat or saturated areas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from detectors.watermarks import durable, ours  # noqa: E402
+from fakestudio.label.labeller import watermark  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+FOLDERS = ("bench-images/photos", "bench-images/generated", "fixtures/real", "fixtures/generated")
+CROP = 192
+
+
+def two_marks(rgb: np.ndarray, payload: str) -> np.ndarray:
+    """The label as it was before issue 24: the first mark (strong where texture needs it),
+    then the durable mark on top. Old labels carry this; the decoders still read it."""
+    first, _ = ours.embed_for_upload(rgb, payload)
+    return durable.embed(first, payload)
+
+
+SCHEMES = {"before": two_marks, "after": lambda rgb, payload: watermark(rgb, payload)[0]}
+
+
+def real_pictures() -> list[tuple[str, np.ndarray]]:
+    out = []
+    for folder in FOLDERS:
+        for p in sorted((SHARED / folder).glob("*")):
+            if p.suffix.lower() not in {".jpg", ".jpeg", ".png", ".webp"}:
+                continue
+            try:
+                with Image.open(p) as im:
+                    a = np.asarray(im.convert("RGB"))
+            except (OSError, ValueError):
+                continue
+            if min(a.shape[:2]) >= 256:
+                out.append((p.name, a))
+    return out
+
+
+def synthetic_pictures(size: int = 768) -> list[tuple[str, np.ndarray]]:
+    """Stress pictures: where a colour mark shows first (smooth, dark, saturated, flat)."""
+    import cv2
+
+    rng = np.random.default_rng(24)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    noise = rng.normal(0, 0.8, (size, size, 3)).astype(np.float32)  # a camera's faint grain
+
+    # underwater: deep blue water darkening with depth, a pale diver's body, light shafts
+    water = np.stack([4 + 10 * (1 - yy), 40 + 45 * (1 - yy), 90 + 60 * (1 - yy)], -1)
+    body = np.exp(-(((xx - 0.55) / 0.12) ** 2 + ((yy - 0.55) / 0.25) ** 2))[..., None]
+    skin = np.array([120, 110, 150], np.float32)  # a pale body seen through blue water
+    shafts = 12 * np.clip(np.sin(18 * (xx + 0.3 * yy)), 0, 1) ** 8 * (1 - yy)
+    under = water * (1 - body) + skin * body + shafts[..., None] * np.array([0.3, 0.8, 1.0])
+    # saturated: flat pure colours, white and black, softly edged
+    patches = np.zeros((size, size, 3), np.float32)
+    colours = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 255), (0, 0, 0), (255, 0, 255)]
+    for k, c in enumerate(colours):
+        patches[:, k * size // 6 : (k + 1) * size // 6] = c
+    patches = cv2.GaussianBlur(patches, (0, 0), 3.0)
+    sky = np.stack([110 + 60 * yy, 160 + 50 * yy, 230 + 20 * yy], -1)
+    night = np.stack([8 + 20 * xx * yy, 10 + 16 * yy, 25 + 30 * yy], -1)
+    out = []
+    for name, a in (("underwater", under), ("saturated", patches), ("sky", sky), ("night", night)):
+        out.append((f"synthetic:{name}", np.clip(np.rint(a + noise), 0, 255).astype(np.uint8)))
+    return out
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def channel_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = a.astype(np.float64) - b
+    mse = np.mean(d * d, axis=(0, 1))
+    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12))
+
+
+def rgb_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    d = a.astype(np.float64) - b
+    return float(10 * np.log10(255.0**2 / max(float(np.mean(d * d)), 1e-12)))
+
+
+def _luma(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of the luma (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03)."""
+    import cv2
+
+    x, y = _luma(a).astype(np.float64), _luma(b).astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def g(v):
+        return cv2.GaussianBlur(v, (11, 11), 1.5)
+
+    mx, my = g(x), g(y)
+    sxx, syy, sxy = g(x * x) - mx * mx, g(y * y) - my * my, g(x * y) - mx * my
+    m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(m[5:-5, 5:-5].mean())
+
+
+def _lab(a: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(a.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def visibility(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel: the low-passed CIELAB difference (Delta E76, sigma 2 px), weighted down by
+    the picture's own texture (1 / (1 + local spread of L / 2))."""
+    import cv2
+
+    la = _lab(a)
+    d = _lab(b) - la
+    low = cv2.GaussianBlur(d, (0, 0), 2.0)
+    de = np.sqrt(np.sum(low * low, axis=2))
+    L = la[..., 0]
+    mean = cv2.GaussianBlur(L, (0, 0), 3.0)
+    spread = np.sqrt(np.maximum(cv2.GaussianBlur(L * L, (0, 0), 3.0) - mean * mean, 0.0))
+    return de / (1.0 + spread / 2.0)
+
+
+def worst_window(v: np.ndarray, side: int) -> tuple[float, tuple[int, int]]:
+    """The largest mean of ``v`` over a side x side window, and its top-left corner."""
+    import cv2
+
+    side = min(side, *v.shape)
+    m = cv2.blur(v, (side, side), borderType=cv2.BORDER_CONSTANT)
+    h = side // 2
+    inner = m[h : v.shape[0] - (side - h) + 1, h : v.shape[1] - (side - h) + 1]
+    i, j = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    return float(inner[i, j]), (int(i), int(j))
+
+
+# --------------------------------------------------------------------------- run
+
+
+def measure(a: np.ndarray, payload: str) -> dict:
+    out = {}
+    for name, label in SCHEMES.items():
+        t = time.perf_counter()
+        m = label(a, payload)
+        dt = time.perf_counter() - t
+        v = visibility(a, m)
+        blotch, _ = worst_window(v, 32)
+        out[name] = {
+            "pixels": m,
+            "vis": v,
+            "psnr": rgb_psnr(a, m),
+            "channels": channel_psnr(a, m),
+            "mae": np.abs(m.astype(np.float64) - a).mean(axis=(0, 1)),
+            "ssim": ssim(a, m),
+            "blotch": blotch,
+            "ms": 1000 * dt,
+        }
+    return out
+
+
+def write_crops(out: Path, name: str, a: np.ndarray, res: dict) -> None:
+    """For each scheme, its most visible CROP px area: original | each scheme at 1x, the
+    same 3x (nearest neighbour), and each scheme's difference x10 (grey: no change)."""
+    stem = name.replace("synthetic:", "synthetic-").rsplit(".", 1)[0]
+    c = min(CROP, *a.shape[:2])
+    gap = np.full((c, 4, 3), 255, np.uint8)
+    for worst_of, r0 in res.items():
+        _, (i, j) = worst_window(r0["vis"], c)
+        sl = np.s_[i : i + c, j : j + c]
+        tiles, diffs = [a[sl]], []
+        for r in res.values():
+            tiles += [gap, r["pixels"][sl]]
+            d = r["pixels"][sl].astype(np.float32) - a[sl]
+            diffs += [np.clip(128 + 10 * d, 0, 255).astype(np.uint8), gap]
+        row = np.concatenate(tiles, axis=1)
+        base = out / f"{stem}-worst-{worst_of}"
+        Image.fromarray(row).save(f"{base}-1x.png")
+        big = Image.fromarray(row).resize((row.shape[1] * 3, row.shape[0] * 3), Image.NEAREST)
+        big.save(f"{base}-3x.png")
+        Image.fromarray(np.concatenate(diffs[:-1], axis=1)).save(f"{base}-diff-x10.png")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="6 real pictures and the synthetic ones")
+    ap.add_argument("--out", type=Path, help="write crops of the most visible areas here")
+    args = ap.parse_args()
+    real = real_pictures()
+    if args.quick:
+        real = real[:: max(1, len(real) // 6)][:6]
+    pics = [(n, a, True) for n, a in real] + [(n, a, False) for n, a in synthetic_pictures()]
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = list(SCHEMES)
+    head = ["picture", "size"]
+    for s in names:
+        head += [f"{s} PSNR", f"{s} R/G/B PSNR", f"{s} R/G/B MAE", f"{s} SSIM", f"{s} blotch"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    stats: dict[str, dict[str, list[float]]] = {s: {} for s in names}
+    for name, a, counted in pics:
+        res = measure(a, rng.bytes(5).hex())
+        cells = [name if counted else f"*{name}*", f"{a.shape[1]}x{a.shape[0]}"]
+        for s in names:
+            r = res[s]
+            cells += [
+                f"{r['psnr']:.2f}",
+                "/".join(f"{v:.1f}" for v in r["channels"]),
+                "/".join(f"{v:.2f}" for v in r["mae"]),
+                f"{r['ssim']:.4f}",
+                f"{r['blotch']:.2f}",
+            ]
+            if counted:
+                for k in ("psnr", "ssim", "blotch", "ms"):
+                    stats[s].setdefault(k, []).append(r[k])
+                for c, v in zip("RGB", r["channels"], strict=True):
+                    stats[s].setdefault(f"psnr_{c}", []).append(v)
+        print("| " + " | ".join(cells) + " |", flush=True)
+        if args.out:
+            write_crops(args.out, name, a, res)
+    n = len(real)
+    print(f"\n{n} real pictures (synthetic stress pictures in italics, not counted):")
+    for s in names:
+        st = stats[s]
+        chans = ", ".join(f"{c} {np.mean(st[f'psnr_{c}']):.1f}" for c in "RGB")
+        met = np.mean(st["psnr"]) >= 40.0 and np.min(st["psnr"]) >= 38.0
+        print(
+            f"{s:6s}: RGB PSNR mean {np.mean(st['psnr']):.2f} dB, worst {np.min(st['psnr']):.2f} "
+            f"dB ({'met' if met else 'NOT met'}: >= 40 mean, >= 38 worst); per channel mean "
+            f"{chans} dB; SSIM mean {np.mean(st['ssim']):.4f}, worst {np.min(st['ssim']):.4f}; "
+            f"blotch mean {np.mean(st['blotch']):.2f}, worst {np.max(st['blotch']):.2f} dE; "
+            f"embed median {np.median(st['ms']):.0f} ms"
+        )
+    if args.out:
+        print(f"crops in {args.out} (original | before | after at 1x and 3x; diffs x10)")
+
+
+if __name__ == "__main__":
+    main()
