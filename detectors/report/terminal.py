@@ -120,6 +120,14 @@ def _generator(info: dict) -> str:
     return " ".join(named) if named else " ".join(str(v) for v in info.values())
 
 
+def _agreement(cand: dict) -> str:
+    """How a ledger candidate's known payload agreed: the first mark's bits, or (labels since
+    issue 24 carry only the durable mark, whose match reports no bit count) its test."""
+    if cand.get("agreeing_bits") is None:
+        return "in the durable mark" if cand.get("confirmed") else "not in either mark"
+    return f"{cand.get('agreeing_bits')}/64 bits" + ("" if cand.get("confirmed") else " agree")
+
+
 def _evidence(report: dict) -> list[tuple[str, list[str]]]:
     out: list[tuple[str, list[str]]] = []
     c = report.get("c2pa") or {}
@@ -194,7 +202,7 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
             if cand.get("confirmed"):
                 ll.append(
                     f"pHash distance {cand.get('phash_distance')}, watermark payload "
-                    f"{cand.get('agreeing_bits')}/64 bits ({cand.get('copy')}), "
+                    f"{_agreement(cand)} ({cand.get('copy')}), "
                     f"chance by luck {cand.get('p_value'):.0e}"
                 )
     elif led.get("checked"):
@@ -205,7 +213,7 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
         if not cand.get("confirmed"):
             ll.append(
                 f"candidate {cand.get('file_name')} (pHash distance {cand.get('phash_distance')}): "
-                f"not confirmed by its watermark ({cand.get('agreeing_bits')}/64 bits agree)"
+                f"not confirmed by its watermark ({_agreement(cand)})"
             )
     out.append(("Ledger", ll))
 

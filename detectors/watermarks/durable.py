@@ -113,6 +113,8 @@ __all__ = [
     "decode",
     "decode_unless",
     "embed",
+    "match",
+    "match_copy",
     "message_bits",
 ]
 
@@ -160,6 +162,8 @@ WHITEN_FLOOR = 0.6  # of the fold's mean power, added before whitening (see _whi
 WHITEN_SMOOTH = 2.0  # frequency bins over which the fold's power is averaged
 POLISH_Z = 5.0  # a near miss at least this strong is polished (see _polish)
 POLISH_MAX = 36  # evaluations a polish may take (3 step sizes x 2 passes x 6 moves)
+MATCH_Z_MIN = 7.0  # known-payload match: the least correlation z accepted (see match)
+MATCH_P_MAX = 1e-6  # known-payload match: the largest p-value accepted (as the first mark's)
 MIN_SIDE = 128
 
 _KEY = b"fakestudio-durable-v1"
@@ -964,21 +968,27 @@ def _osd(soft: np.ndarray, count: int) -> list[np.ndarray]:
     return out
 
 
+def _as_input(rgb) -> np.ndarray:
+    """The RGB uint8 picture the decoders read; ``ValueError`` when it cannot be one."""
+    a = np.asarray(rgb)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] < 3:
+        raise ValueError(f"expected an image array, got shape {a.shape}")
+    a = a[..., :3]
+    if a.dtype != np.uint8:
+        a = np.clip(np.rint(a.astype(np.float64)), 0, 255).astype(np.uint8)
+    if min(a.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"image is {a.shape[1]}x{a.shape[0]}: too small for the durable mark")
+    return a
+
+
 def decode(rgb: np.ndarray) -> WatermarkResult:
     """Look for the durable mark, blind. ``found`` with ``payload`` (10 hex digits) when the
     identifier decodes with its check; ``found`` without payload when only the pilot is
     certain (``details["presence"] == "pilot"``). Never raises on odd input."""
     try:
-        a = np.asarray(rgb)
-        if a.ndim == 2:
-            a = np.repeat(a[..., None], 3, axis=2)
-        if a.ndim != 3 or a.shape[2] < 3:
-            raise ValueError(f"expected an image array, got shape {a.shape}")
-        a = a[..., :3]
-        if a.dtype != np.uint8:
-            a = np.clip(np.rint(a.astype(np.float64)), 0, 255).astype(np.uint8)
-        if min(a.shape[:2]) < MIN_SIDE:
-            raise ValueError(f"image is {a.shape[1]}x{a.shape[0]}: too small for the durable mark")
+        a = _as_input(rgb)
     except ValueError as e:
         return WatermarkResult(SCHEME, False, details={"error": str(e)})
     best_z, tried = -np.inf, []
@@ -1025,6 +1035,147 @@ def decode(rgb: np.ndarray) -> WatermarkResult:
             "attempts": tried,
         },
     )
+
+
+def match(rgb: np.ndarray, payload_hex: str, tries: int = 1) -> WatermarkResult:
+    """Does ``rgb`` carry the durable mark of the known ``payload_hex``? (The ledger's and the
+    registry's question, once a candidate record is found by other means.)
+
+    The blind decoder's lattices, folds and pilot alignments; then, at each, the data chips
+    are correlated with this payload's codeword (format 2): ``z = sum(chips * signs) /
+    norm(chips)``. Knowing the payload needs far less signal than finding it among 2^72
+    codewords: on wrong lattices the best codeword of the list decoder reaches z 8.5-9.5 by
+    chance, so a blind read needs the true one above that, and a halved, JPEG 75 noise-like
+    output read at z 7.7-8.3 for its own payload was lost to the blind decoder and found here.
+    Matched when ``z >= MATCH_Z_MIN`` and the p-value below is at most ``MATCH_P_MAX``,
+    unless the list decoder finds another label there (a codeword with a valid check whose
+    identifier is not this payload's: ``details["other_payload"]``, never a match).
+
+    False positives (the argued bound): for a picture without a fakestudio mark, the data
+    chips' keyed signs are independent of the picture and of the alignment (chosen by the
+    pilot alone), so ``z`` is a sum of independent random signs over the chips' own norm:
+    by Hoeffding P(z >= t) <= exp(-t^2 / 2) for each reading. ``p_value`` is that times
+    ``match_readings()`` (every lattice of both views) and ``tries`` (the (picture, payload)
+    pairs the caller tests in all). For a picture that carries another label Q, z is the
+    cross-correlation of the two codewords, (704 - 2 w) / sqrt(704) for a clean mark, where
+    w is the weight of the codeword of P xor Q (the code is linear); its exact distribution
+    over independent identifiers (a weight enumerator over the code's trellis, recomputed by
+    a test) has a heavier tail than a coin's: P(z >= 5) = 2e-4 (two identifiers that share
+    a long run of bits share most of their codewords: one byte apart, 6-8 on clean copies).
+    A label that strong is read by the list decoder and vetoes the match; one too weak for it
+    (z of Q at most 12) gives P(z >= 7) < 3e-9 per reading at Q's lattice, hence
+    ``MATCH_Z_MIN`` = 7. Never raises on odd input (``found=False``, ``details["error"]``).
+    """
+    ident = _ident(payload_hex)
+    lay = _layout()
+    coded = message_bits(payload_hex, 2)[lay["data_pos"]].astype(np.float64)
+    signs = 2.0 * coded - 1.0  # the chips read positive for a 1
+    try:
+        a = _as_input(rgb)
+    except ValueError as e:
+        return WatermarkResult(SCHEME, False, details={"error": str(e)})
+    factor_p = max(1, tries) * match_readings()
+    best: dict = {"z": -np.inf}
+    for n, (view, factor) in enumerate(_views(a)):
+        pilot_best = -np.inf
+        for m, z_pilot, _orient, shift, hfilt, _ in _attempts(view, a.shape, factor, n == 0):
+            pilot_best = max(pilot_best, z_pilot)
+            if hfilt is None:
+                continue
+            chips = _read(hfilt, shift)
+            norm = float(np.linalg.norm(chips))
+            z = float(chips @ signs) / norm if norm > 0 else 0.0
+            period = float(np.sqrt(abs(np.linalg.det(m)))) / factor
+            if z > best["z"]:
+                best = {"z": z, "pilot_z": z_pilot, "period_px": period}
+            p = min(1.0, factor_p * math.exp(-0.5 * z * z)) if z > 0 else 1.0
+            if z < MATCH_Z_MIN or p > MATCH_P_MAX:
+                continue
+            other = _other_label(chips, ident)
+            details = {
+                "mark": "durable",
+                "z": round(z, 2),
+                "z_min": MATCH_Z_MIN,
+                "pilot_z": round(z_pilot, 2),
+                "period_px": round(period, 2),
+                "p_value": p if other is None else 1.0,
+                "p_max": MATCH_P_MAX,
+            }
+            if other is not None:
+                details["other_payload"] = other
+                return WatermarkResult(SCHEME, False, confidence=0.0, details=details)
+            return WatermarkResult(
+                SCHEME, True, payload=payload_hex.lower(), confidence=1.0 - p, details=details
+            )
+        if pilot_best >= Z_SEEN:
+            break  # as decode: the mark was seen at this size
+    z = best["z"]
+    return WatermarkResult(
+        SCHEME,
+        False,
+        confidence=0.0,
+        details={
+            "mark": "durable",
+            "z": round(z, 2) if np.isfinite(z) else None,
+            "z_min": MATCH_Z_MIN,
+            "pilot_z": round(best["pilot_z"], 2) if "pilot_z" in best else None,
+            "p_value": min(1.0, factor_p * math.exp(-0.5 * z * z)) if z > 0 else 1.0,
+            "p_max": MATCH_P_MAX,
+        },
+    )
+
+
+def _other_label(chips: np.ndarray, ident: bytes) -> str | None:
+    """The identifier of another label the data chips decode to (format 2's list, a valid
+    check, not ``ident``), or None."""
+    lay = _layout()
+    soft = np.zeros(lay["coded_full"])
+    soft[lay["coded_kept"]] = -chips[np.argsort(lay["data_pos"])]  # positive reads as a 0
+    for bits in convolutional.list_viterbi(soft, MSG_BITS, LIST_SIZE):
+        msg = np.packbits(bits).tobytes()
+        if _check_ok(msg) and msg[: ID_BITS // 8] != ident:
+            return msg[: ID_BITS // 8].hex()
+    return None
+
+
+def match_readings() -> int:
+    """The most lattices ``match`` reads in one picture (every hypothesis of both views)."""
+    return VIEWS * (LATTICE_TRIES + 1)
+
+
+def match_copy(
+    rgb: np.ndarray, payload_hex: str, size: tuple[int, int], tries: int = 2
+) -> WatermarkResult:
+    """``match`` on a copy resized back to the labelled picture's ``size`` (w, h), which
+    undoes a squeeze the blind decoder cannot follow, then as it is (a crop, a turn): the
+    first that matches, else the one that came closer (``details["copy"]``).
+    ``tries`` counts both."""
+    from PIL import Image
+
+    h, w = np.shape(rgb)[:2]
+    copies = {}
+    if (w, h) != tuple(size) and 0 < size[0] * size[1] <= 8192**2:
+        copies[f"resized to {size[0]}x{size[1]}"] = lambda: np.asarray(
+            Image.fromarray(np.asarray(rgb, dtype=np.uint8)).resize(tuple(size), Image.BICUBIC)
+        )
+    copies["as is"] = lambda: rgb
+    best = None
+    for name, copy in copies.items():
+        r = match(copy(), payload_hex, tries)
+        r = WatermarkResult(
+            r.scheme,
+            r.found,
+            r.payload,
+            r.confidence,
+            r.bit_accuracy,
+            r.margin,
+            {**r.details, "copy": name},
+        )
+        if r.found or r.details.get("other_payload"):
+            return r
+        if best is None or (r.details.get("z") or -99) > (best.details.get("z") or -99):
+            best = r
+    return best
 
 
 def _views(a: np.ndarray):

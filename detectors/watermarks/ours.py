@@ -108,6 +108,7 @@ __all__ = [
     "embed_for_upload",
     "match",
     "match_copy",
+    "match_first_copy",
     "message_bits",
     "payload_from_fingerprint",
 ]
@@ -196,7 +197,7 @@ def simulated_upload(rgb: np.ndarray) -> np.ndarray:
 
 def _survives_upload(marked: np.ndarray, payload_hex: str) -> bool:
     h, w = marked.shape[:2]
-    return match_copy(simulated_upload(marked), payload_hex, (w, h), LEDGER_TRIES).found
+    return match_first_copy(simulated_upload(marked), payload_hex, (w, h), LEDGER_TRIES).found
 
 
 def _grid_singular_values(a: np.ndarray, up: int) -> np.ndarray:
@@ -267,12 +268,12 @@ def match(rgb: np.ndarray, payload_hex: str, tries: int = 1) -> WatermarkResult:
     )
 
 
-def match_copy(
+def match_first_copy(
     rgb: np.ndarray, payload_hex: str, size: tuple[int, int], tries: int = 2
 ) -> WatermarkResult:
-    """``match`` on a copy as it is, then resized back to the original's ``size`` (w, h): the
-    first that matches, else the better of the two (``details["copy"]``). ``tries`` counts
-    both copies."""
+    """The first mark alone: ``match`` on a copy as it is, then resized back to the original's
+    ``size`` (w, h): the first that matches, else the better of the two
+    (``details["copy"]``). ``tries`` counts both copies."""
     from PIL import Image
 
     h, w = rgb.shape[:2]
@@ -291,13 +292,45 @@ def match_copy(
             r.confidence,
             r.bit_accuracy,
             r.margin,
-            {**r.details, "copy": name},
+            {**r.details, "copy": name, "mark": "first"},
         )
         if r.found:
             return r
         if best is None or (r.bit_accuracy or 0) > (best.bit_accuracy or 0):
             best = r
     return best
+
+
+def match_copy(
+    rgb: np.ndarray, payload_hex: str, size: tuple[int, int], tries: int = 2
+) -> WatermarkResult:
+    """Does a copy carry the label of this known payload, in either of fakestudio's marks?
+    (verify's ledger search and the registry ask this of a candidate found by perceptual
+    hash.) The first mark's agreeing bits (``match_first_copy``: labels written before issue
+    24 carry it), else the durable mark's known-payload match (``durable.match_copy``: every
+    label carries it). ``details["mark"]`` says which; ``tries`` counts the copies and
+    candidates as in ``match``, and doubles for the first mark (two marks are tested), so
+    the whole test keeps its false-positive rate under ``MATCH_P_MAX`` plus the durable
+    match's bound (~1e-16, see there)."""
+    first = match_first_copy(rgb, payload_hex, size, 2 * tries)
+    if first.found:
+        return first
+    from . import durable
+
+    second = durable.match_copy(rgb, payload_hex, size, tries)
+    if second.found:
+        return second
+    return WatermarkResult(
+        first.scheme,
+        False,
+        confidence=first.confidence,
+        bit_accuracy=first.bit_accuracy,
+        details={
+            **first.details,
+            "mark": None,
+            "durable": {k: second.details.get(k) for k in ("pilot_z", "copy", "error")},
+        },
+    )
 
 
 def read_attempt(scores: np.ndarray, up: int, scale: float) -> dict:

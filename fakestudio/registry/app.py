@@ -323,7 +323,8 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
             if rows:
                 break
 
-    if alg in (None, PHASH_ALG, ours.ALG):
+    ours_algs = set(decoders())  # fakestudio's marks: the known-payload test reads them all
+    if alg in (None, PHASH_ALG) or alg in ours_algs:
         try:
             phash = phash_hex(rgb)
         except (OSError, ValueError, TypeError):
@@ -335,7 +336,7 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
                     continue
                 evidence: dict = {"phash_distance": dist, "watermark_confirmed": False}
                 score = max(0, 60 - 5 * dist)
-                payloads = [v for a, v in storage.bindings_of(row.pk) if a == ours.ALG]
+                payloads = [v for a, v in storage.bindings_of(row.pk) if a in ours_algs]
                 if payloads and alg != PHASH_ALG:
                     res = ours.match_copy(
                         rgb, payloads[0], (row.width, row.height), ours.LEDGER_TRIES
