@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from detectors.c2pa import read_c2pa
-from detectors.watermarks import ours
+from detectors.watermarks import durable
 from fakestudio.cli import cli
 from fakestudio.errors import UserError
 from fakestudio.models import load_base
@@ -80,7 +80,9 @@ def test_sdxl_folder_generates_labelled(tmp_path, sdxl_folder):
     )
     assert res.exit_code == 0, res.output
     (o,) = json.loads(res.stdout)
-    assert ours.decode(np.asarray(Image.open(o["path"]).convert("RGB"))).payload == o["watermark"]
+    assert (
+        durable.decode(np.asarray(Image.open(o["path"]).convert("RGB"))).payload == o["watermark"]
+    )
     assert read_c2pa(o["path"]).state == "valid-untrusted"
 
 

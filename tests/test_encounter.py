@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from detectors.c2pa import read_c2pa
-from detectors.watermarks import ours
+from detectors.watermarks import durable
 from fakestudio.cli import cli
 from fakestudio.encounter import (
     BASE,
@@ -208,7 +208,7 @@ def test_encounter_cli_writes_labelled_image_listing_both_loras(tmp_path, people
     assert res.exit_code == 0, res.output
     (o,) = json.loads(res.stdout)
     rgb = np.asarray(Image.open(o["path"]).convert("RGB"))
-    assert ours.decode(rgb).payload == o["watermark"]
+    assert durable.decode(rgb).payload == o["watermark"]
     c = read_c2pa(o["path"])
     assert c.state == "valid-untrusted"
     gen = c.generation

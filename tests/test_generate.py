@@ -14,7 +14,7 @@ from PIL import Image
 
 from detectors.c2pa import read_c2pa
 from detectors.ledger import Ledger
-from detectors.watermarks import ours
+from detectors.watermarks import durable
 from fakestudio.cli import cli
 
 PROMPT = "a photo of ben0a at a conference"
@@ -65,8 +65,8 @@ def test_generate_four_labelled_pngs(tmp_path, tiny_folder):
         path = Path(o["path"])
         im = Image.open(path)
         assert im.size == (256, 256)
-        # invisible watermark: decodes to this output's payload
-        wm = ours.decode(pixels(path))
+        # invisible watermark (the durable mark): decodes to this output's payload
+        wm = durable.decode(pixels(path))
         assert wm.found and wm.payload == o["watermark"]
         payloads.add(wm.payload)
         # C2PA: signed, AI-generated, generator, base hash; no prompt by default
@@ -108,7 +108,7 @@ def test_other_formats_carry_every_label(tmp_path, tiny_folder, fmt, suffix):
     (o,) = gen(tmp_path, "--format", fmt)
     path = Path(o["path"])
     assert path.suffix == suffix
-    assert ours.decode(pixels(path)).payload == o["watermark"]
+    assert durable.decode(pixels(path)).payload == o["watermark"]
     c = read_c2pa(path)
     assert c.state == "valid-untrusted", c
     raw = path.read_bytes()
@@ -135,7 +135,7 @@ def test_badge_is_visible_and_labels_survive(tmp_path, tiny_folder):
     # file, with its own identifier
     assert corner > 20 and elsewhere < 5 and corner > 5 * elsewhere
     assert badged["watermark"] != plain["watermark"]
-    assert ours.decode(pixels(badged["path"])).payload == badged["watermark"]
+    assert durable.decode(pixels(badged["path"])).payload == badged["watermark"]
 
 
 @pytest.mark.parametrize("sched", ["ddim", "Euler a", "dpm++2m_karras", "unipc"])

@@ -112,11 +112,10 @@ def test_comfyui_outputs_labelled_generator_from_metadata(fixtures_dir, tmp_path
         actions = next(a for a in created if a["label"].startswith("c2pa.actions"))
         first = actions["data"]["actions"][0]
         assert first["action"] == "c2pa.created" and first["softwareAgent"]["name"] == "ComfyUI"
-        # the mark in the pixels is the one the manifest and the ledger name
-        assert ours.decode(np.asarray(Image.open(path).convert("RGB"))).payload == c["watermark"]
+        # the mark in the pixels is the one the manifest and the ledger name (the durable
+        # mark: since issue 24 the first mark is no longer embedded)
         assert d["c2pa"]["soft_binding"]["value"] == c["watermark"]
-        # the durable mark carries the same identifier, and the manifest binds both
-        assert soft_bindings(path) == [(ours.ALG, c["watermark"]), (durable.ALG, c["watermark"])]
+        assert soft_bindings(path) == [(durable.ALG, c["watermark"])]
         assert durable.decode(np.asarray(Image.open(path).convert("RGB"))).payload == c["watermark"]
         assert b"trainedAlgorithmicMedia" in path.read_bytes()  # XMP
         with Ledger() as led:
@@ -317,8 +316,8 @@ def test_each_format_its_own_identifier_and_stripped_copies_traced(tmp_path):
     for fmt, w in written.items():
         assert w.payload == file_payload(rec, fmt)  # deterministic
         rgb = np.asarray(Image.open(w.path).convert("RGB"))
-        assert ours.decode(rgb).payload == w.payload
-        assert durable.decode(rgb).payload == w.payload  # both marks, one identifier
+        assert durable.decode(rgb).payload == w.payload
+        assert not ours.decode(rgb).found  # one mark since issue 24
     # a badged copy is another file too; the same settings give the same identifier again
     assert file_payload(rec, "png", badge=True) != written["png"].payload
     assert file_payload(_record(), "png") == written["png"].payload
@@ -388,10 +387,9 @@ def test_compare_poster_is_labelled_with_both_images_as_ingredients(fixtures_dir
     assert rep["c2pa"]["digital_source_type"].endswith("/compositeWithTrainedAlgorithmicMedia")
     assert rep["c2pa"]["actions"][:3] == ["c2pa.created", "c2pa.placed", "c2pa.placed"]
     pixels = np.asarray(Image.open(poster).convert("RGB"))
-    mark = ours.decode(pixels)
+    mark = durable.decode(pixels)
     assert mark.found and mark.payload == rep["c2pa"]["soft_binding"]["value"]
-    assert durable.decode(pixels).payload == mark.payload
-    assert [alg for alg, _ in soft_bindings(poster)] == [ours.ALG, durable.ALG]
+    assert [alg for alg, _ in soft_bindings(poster)] == [durable.ALG]
     assert rep["ledger"]["matched"] and rep["ledger"]["entry"]["file_name"] == "poster.png"
     assert_private(poster, str(tmp_path), str(fixtures_dir))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.png", "poster.png"]

@@ -45,24 +45,22 @@ def test_publish_look_up_and_fetch_on_both_backends(storage, outputs):
     with running_registry(storage) as url, RegistryClient(url, secret) as client:
         res = client.publish(a.path.read_bytes())
         assert res["created"] is True
-        # both marks are declared (same identifier), and the file is filed under each
-        assert res["softBindings"] == [
-            {"alg": ours.ALG, "value": a.payload},
-            {"alg": durable.ALG, "value": a.payload},
-        ]
+        # the label's mark is declared (since issue 24 the durable one alone), and the file
+        # is filed under it
+        assert res["softBindings"] == [{"alg": durable.ALG, "value": a.payload}]
         assert client.publish(a.path.read_bytes())["created"] is False  # idempotent
         mid = res["manifestId"]
         assert mid.startswith("urn:c2pa:")
-        assert client.by_binding(ours.ALG, a.payload) == [
+        assert client.by_binding(durable.ALG, a.payload) == [
             {"manifestId": mid, "similarityScore": 100}
         ]
         # the API's own encoding of a value: base64; and the POST form
         b64 = base64.b64encode(bytes.fromhex(a.payload)).decode()
-        assert client.by_binding(ours.ALG, b64)[0]["manifestId"] == mid
-        post = httpx.post(f"{url}/matches/byBinding", json={"alg": ours.ALG, "value": a.payload})
+        assert client.by_binding(durable.ALG, b64)[0]["manifestId"] == mid
+        post = httpx.post(f"{url}/matches/byBinding", json={"alg": durable.ALG, "value": a.payload})
         assert post.json()["matches"][0]["manifestId"] == mid
-        assert client.by_binding(ours.ALG, outputs["b"].payload) == []
-        assert client.by_binding(durable.ALG, a.payload)[0]["manifestId"] == mid
+        assert client.by_binding(durable.ALG, outputs["b"].payload) == []
+        assert client.by_binding(ours.ALG, a.payload) == []  # not declared: not carried
         # the manifest store, as bytes a C2PA reader accepts on its own
         resp = httpx.get(f"{url}/manifests/{mid}")
         assert resp.headers["content-type"] == "application/c2pa"
@@ -78,13 +76,13 @@ def test_publish_look_up_and_fetch_on_both_backends(storage, outputs):
         # the client's recovery, by payload (a watermark read blind) and by content (none read)
         copy = outputs["copy"].read_bytes()
         rgb = np.asarray(Image.open(io.BytesIO(copy)).convert("RGB"))
-        mark = {"scheme": ours.SCHEME, "found": True, "payload": a.payload}
+        mark = {"scheme": durable.SCHEME, "found": True, "payload": a.payload}
         for how, marks in (("watermark-payload", [mark]), ("content", [])):
             got = recover(url, copy, mime="image/jpeg", rgb=rgb, watermarks=marks)
             assert got["matched"] and got["how"] == how and got["manifest_id"] == mid, got
             assert got["binding_confirmed"]["payload"] == a.payload
         # a payload the registry does not hold, and an unrelated picture: no match
-        other = {"scheme": ours.SCHEME, "found": True, "payload": outputs["b"].payload}
+        other = {"scheme": durable.SCHEME, "found": True, "payload": outputs["b"].payload}
         assert not recover(url, copy, mime="image/jpeg", rgb=rgb, watermarks=[other])["matched"]
         buf = io.BytesIO()
         photo_like(512, 384, seed=21).save(buf, "PNG")
@@ -124,14 +122,16 @@ def test_forged_publications_are_refused(sqlite_registry, outputs, tmp_path):
     with running_registry(st, max_body=2 * 1024 * 1024) as url:
         # no token, a wrong token
         _one_line_json_error(
-            _publish_raw(url, data, [(ours.ALG, a.payload)], None), 401, "unauthorized"
+            _publish_raw(url, data, [(durable.ALG, a.payload)], None), 401, "unauthorized"
         )
         _one_line_json_error(
-            _publish_raw(url, data, [(ours.ALG, a.payload)], "fsr_not-a-token"), 401, "unauthorized"
+            _publish_raw(url, data, [(durable.ALG, a.payload)], "fsr_not-a-token"),
+            401,
+            "unauthorized",
         )
         # someone else's payload: the manifest does not declare it
         _one_line_json_error(
-            _publish_raw(url, data, [(ours.ALG, b.payload)], secret), 422, "binding-mismatch"
+            _publish_raw(url, data, [(durable.ALG, b.payload)], secret), 422, "binding-mismatch"
         )
         # a pixel changed after signing: the signature no longer covers the file
         im = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).copy()
@@ -140,7 +140,9 @@ def test_forged_publications_are_refused(sqlite_registry, outputs, tmp_path):
         Image.fromarray(im).save(buf, "PNG")
         tampered = _splice_manifest(data, buf.getvalue())
         _one_line_json_error(
-            _publish_raw(url, tampered, [(ours.ALG, a.payload)], secret), 422, "invalid-manifest"
+            _publish_raw(url, tampered, [(durable.ALG, a.payload)], secret),
+            422,
+            "invalid-manifest",
         )
         # a validly signed manifest that claims a watermark its pixels do not carry
         liar = _signed_claiming(b.payload, seed=9)
@@ -149,7 +151,7 @@ def test_forged_publications_are_refused(sqlite_registry, outputs, tmp_path):
         )
         # oversize body
         _one_line_json_error(
-            _publish_raw(url, data + b"\0" * (3 * 1024 * 1024), [(ours.ALG, a.payload)], secret),
+            _publish_raw(url, data + b"\0" * (3 * 1024 * 1024), [(durable.ALG, a.payload)], secret),
             413,
             "too-large",
         )
@@ -171,7 +173,7 @@ def test_forged_publications_are_refused(sqlite_registry, outputs, tmp_path):
             "bad-value",
         )
         assert st.counts() == {"manifests": 0, "bindings": 0}  # nothing was stored
-        assert _publish_raw(url, data, [(ours.ALG, a.payload)], secret).status_code == 201
+        assert _publish_raw(url, data, [(durable.ALG, a.payload)], secret).status_code == 201
 
 
 def test_rate_limit_answers_429(sqlite_registry):
@@ -431,7 +433,7 @@ def test_label_publish(sqlite_registry, tmp_path):
         mid = rec["published"]["manifestId"]
         assert read_c2pa(rec["path"]).manifest_label == mid
         with RegistryClient(url) as client:
-            assert client.by_binding(ours.ALG, rec["watermark"])[0]["manifestId"] == mid
+            assert client.by_binding(durable.ALG, rec["watermark"])[0]["manifestId"] == mid
     nothing = CliRunner().invoke(
         cli,
         [

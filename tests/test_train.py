@@ -288,7 +288,7 @@ def test_resume_refuses_other_settings(tmp_path, dataset):
 
 def test_previews_are_labelled(tmp_path, dataset):
     from detectors.c2pa import TRAINED_ALGORITHMIC_MEDIA, read_c2pa
-    from detectors.watermarks import ours
+    from detectors.watermarks import durable
 
     out = tmp_path / "x.safetensors"
     flags = "--steps 2 --sample-every 2 --lr 1e-2 --gradient-checkpointing --json".split()
@@ -297,7 +297,7 @@ def test_previews_are_labelled(tmp_path, dataset):
     (png,) = json.loads(res.stdout)["samples"]
     png = Path(png)
     assert png.parent == tmp_path / "x-training" / "samples" and png.suffix == ".png"
-    mark = ours.decode(np.asarray(Image.open(png).convert("RGB")))
+    mark = durable.decode(np.asarray(Image.open(png).convert("RGB")))
     assert mark.found and png.stem.endswith(mark.payload)
     c2pa = read_c2pa(png)
     assert c2pa.valid and c2pa.digital_source_type == TRAINED_ALGORITHMIC_MEDIA

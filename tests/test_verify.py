@@ -239,11 +239,11 @@ def labelled(tmp_path_factory):
     Image.fromarray(rgb).resize((256, 192), Image.Resampling.LANCZOS).save(copies / "half.png")
     Image.fromarray(rgb).resize((384, 288), Image.Resampling.BICUBIC).save(copies / "r075.png")
     up = Image.fromarray(rgb).resize((256, 192), Image.Resampling.LANCZOS)
-    up.save(copies / "upload.jpg", quality=75)  # 4:2:0 chroma: the first mark is gone
+    up.save(copies / "upload.jpg", quality=75)  # 4:2:0 chroma: an old label's first mark is gone
     squeezed = Image.fromarray(rgb).resize((240, 192), Image.Resampling.LANCZOS)
     # a 6% aspect change: the durable mark reads similarity transforms (scale, turn, flip),
-    # not a stretch. JPEG 90: at 75 the known-payload match is a coin flip (50-56 of 64 bits
-    # on 8 seeds against the 53 it needs); at 90 59-64, and the blind read still fails on all
+    # not a stretch, so the blind read fails; resized back, its known-payload match reads
+    # z 16-17 on 8 seeds at JPEG 90 (9.8-12 at JPEG 75) against the 7 it needs
     squeezed.save(copies / "squeezed.jpg", quality=90)
     edit_one_pixel_keep_manifest(w.path, copies / "edited.png")
     return {"written": w, "ledger": ledger, "copies": copies}
@@ -340,7 +340,12 @@ def test_json_schema_is_stable(labelled):
         "soft_binding",
         "status_codes",
     } <= set(rep["c2pa"])
-    assert [w["scheme"] for w in rep["watermarks"]] == ["fakestudio", "sd-v1", "sdxl", "fakestudio-durable"]
+    assert [w["scheme"] for w in rep["watermarks"]] == [
+        "fakestudio",
+        "sd-v1",
+        "sdxl",
+        "fakestudio-durable",
+    ]
     for w in rep["watermarks"]:
         assert set(w) == {
             "scheme",
@@ -401,8 +406,9 @@ def test_labelled_output_is_trusted_with_the_local_ca(labelled):
     assert rep["verdict"]["outcome"] == "labelled-ai"
     assert rep["c2pa"]["state"] == "trusted" and rep["trust"]["local_ca"]
     assert "trusted" in rep["verdict"]["headline"]
-    ours = rep["watermarks"][0]
-    assert ours["scheme"] == "fakestudio" and ours["found"] and ours["payload"] == w.payload
+    # one mark since issue 24: the durable one (the first mark's decoder reads old labels)
+    mark = next(m for m in rep["watermarks"] if m["scheme"] == "fakestudio-durable")
+    assert mark["found"] and mark["payload"] == w.payload
     assert rep["ledger"]["matched"] and rep["ledger"]["how"] == "sha256"
     findings = {s["finding"] for s in rep["signals"]}
     assert {"manifest-ai", "soft-binding-matches", "watermark-found", "ledger-match"} <= findings
@@ -439,7 +445,7 @@ def test_stripped_copies_recover_provenance(labelled, name, how):
     assert rep["verdict"]["exit_code"] == 0
     if how == "phash+watermark":
         (cand,) = rep["ledger"]["candidates"]
-        assert cand["confirmed"] and cand["agreeing_bits"] >= 53 and cand["p_value"] <= 1e-6
+        assert cand["confirmed"] and cand["p_value"] <= 1e-6  # the durable mark's known payload
     assert_honest(rep)
 
 
@@ -451,7 +457,7 @@ def test_upload_copy_is_beyond_blind_decoding(labelled):
     assert not durable.decode(rgb).payload
     back = np.asarray(Image.fromarray(rgb).resize((512, 384), Image.Resampling.BICUBIC))
     assert not ours.decode(back).found
-    assert ours.match(back, labelled["written"].payload, tries=2).found
+    assert durable.match(back, labelled["written"].payload, tries=2).found
 
 
 def test_stripped_copy_without_ledger_is_ai_watermark(labelled):
