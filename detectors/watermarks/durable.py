@@ -3,8 +3,11 @@ colour edits.
 
 The first mark (``ours``) lives on a fixed 4x4 block grid of the chroma: exact and cheap, but
 any crop, rescale (other than 0.5x) or rotation moves the grid and erases it for anyone
-without the creator's ledger. This one is read *blind* after those edits. Every output
-carries both, with the same 40-bit identifier.
+without the creator's ledger. This one is read *blind* after those edits. Outputs labelled
+before issue 24 carry both, with the same 40-bit identifier; since then this one alone (the
+two together cost 2.7 dB of RGB PSNR and showed as colour blocks on smooth areas:
+``bench/label_visibility.py``), and ``match`` takes over the first mark's other role, the
+ledger's and the registry's known-payload test (see there).
 
 Layout (keyed by ``_KEY``; the key is public on purpose: anyone must be able to read a label):
 
@@ -26,8 +29,8 @@ Layout (keyed by ``_KEY``; the key is public on purpose: anyone must be able to 
   period (not whole numbers, so their spectral peaks fall between the tiling's lines); it
   takes ``TEMPLATE_SHARE`` of the mark's energy, and only ``TEMPLATE_FLAT`` of its weight in
   flat areas, where a regular plaid would show.
-* The sum is added to the luma only (R, G and B move together: chroma, where the first mark
-  lives, is untouched), scaled by a perceptual mask (local activity, bounded by
+* The sum is added to the luma only (R, G and B move together: chroma, where an old label's
+  first mark lives, is untouched), scaled by a perceptual mask (local activity, bounded by
   ``MASK_MIN``..``MASK_MAX`` grey levels) and then down to ``PSNR_TARGET`` when needed.
 
 Decoding (``decode``), on a bounded view (longest side <= ``VIEW_MAX``: a 4000 px photo costs
