@@ -80,7 +80,7 @@ IMAGE_EXTENSIONS = frozenset(
         ".jpf",
     }
 )
-FAIL_ON = ("unlabelled", "tampered", "ai-metadata", "unreadable")
+FAIL_ON = ("unlabelled", "tampered", "mismatch", "ai-metadata", "unreadable")
 MEMORY_LIMIT_MB = 4096  # address space a worker may add to what it maps at start (RLIMIT_AS)
 INLINE_MAX_FILES = 2  # this few files are verified in-process (no worker start-up)
 PER_FILE_SECONDS = 60.0  # default time limit for the analysis of one file
@@ -332,7 +332,9 @@ def fail_exit_code(summary: dict, fail_on: Iterable[str]) -> int:
         raise ValueError(
             f"unknown --fail-on categories: {', '.join(sorted(unknown))}; choose from {', '.join(FAIL_ON)}"
         )
-    if "tampered" in fail and cats.get("tampered"):
+    if ("tampered" in fail and cats.get("tampered")) or (
+        "mismatch" in fail and cats.get("mismatch")
+    ):
         return 3
     if "unreadable" in fail and cats.get("unreadable"):
         return 4
