@@ -329,3 +329,29 @@ def test_codes_in_messages_are_the_codes():
     r = reader._summarise(_store("Invalid", ["signingCredential.expired"]))
     assert re.search(r"signer not vouched for: signingCredential\.expired$", r.message)
     assert r.trust_note == "not vouched for: the signer's certificate has expired"
+
+
+def test_anchor_set_words_and_the_second_read_order():
+    both = reader._Anchors("USER", "LOCAL", True)
+    said = "signing certificate trusted, found in [{}] trust anchors"
+    assert reader._anchor_set(said.format("system_anchors"), both) == "c2pa"
+    assert reader._anchor_set(said.format("user_anchors"), both) == "?user"
+    assert reader._anchor_set(said.format("user_anchors"), reader._Anchors("U", None, True)) == (
+        "user"
+    )
+    assert reader._anchor_set("trusted", reader._Anchors(None, "L", True)) == "?"
+    assert reader._anchor_set("trusted", reader._Anchors(None, "L", False)) == "local-identity"
+    assert reader._anchor_set("legacy timestamp cert trusted: X", both, guess=False) is None
+    asked = []
+
+    def vouches(only):
+        asked.append(only)
+        return only.local is not None
+
+    assert reader._which_list(both, vouches, "?") == "local-identity"
+    assert [(a.user, a.local, a.lists) for a in asked] == [
+        (None, None, True),
+        (None, "LOCAL", False),
+    ]
+    asked.clear()
+    assert reader._which_list(both, vouches, "?user") == "local-identity" and len(asked) == 1
