@@ -198,13 +198,14 @@ def audit(
     registry: str | None = None,
     engine: str = "local",
     address: str | None = None,
+    online: bool = False,
 ) -> AuditResult:
     """Verify every image under ``root``. ``on_start(total)`` is called once the walk is done,
     ``on_progress(done, total, report_dict)`` after each file (in completion order).
     ``time_limit``: seconds per file (None: no limit). Ctrl-C returns the files done so far
     (``result.complete`` False). ``registry``: verify --registry's look-up, for files whose
     manifest is gone. ``engine="ray"`` runs the same checks as Ray tasks
-    (``detectors.audit_ray``)."""
+    (``detectors.audit_ray``). ``online``: C2PA may fetch remote manifests and OCSP."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
     if engine == "ray":
@@ -221,6 +222,7 @@ def audit(
             on_progress=on_progress,
             on_start=on_start,
             time_limit=time_limit,
+            online=online,
         )
     files, skipped, notes = find_images(root)
     total = len(files)
@@ -231,6 +233,7 @@ def audit(
         use_ledger,
         time_limit,
         registry,
+        online,
     )
     results: list[dict | None] = [None] * total
     done = 0
@@ -423,7 +426,7 @@ def timeout_reason(seconds) -> str:
 
 
 def _verify_one(
-    path: str, anchors, ledger_path, use_ledger, time_limit=None, registry=None
+    path: str, anchors, ledger_path, use_ledger, time_limit=None, registry=None, online=False
 ) -> dict:
     """Verify one file in this process; any unexpected failure becomes an "unreadable" report."""
     try:
@@ -437,6 +440,7 @@ def _verify_one(
                     ledger_path=ledger_path,
                     use_ledger=use_ledger,
                     registry=registry,
+                    online=online,
                 )
         except TimeUp:
             return error_report(path, timeout_reason(time_limit))

@@ -115,12 +115,14 @@ def verify_image(
     ledger_path: str | os.PathLike | None = None,
     use_ledger: bool = True,
     registry: str | None = None,
+    online: bool = False,
 ) -> Report:
     """Run every check on one image file and decide. Never raises for a bad file: an image that
     cannot be read gets the verdict "unreadable" with the reason.
 
     ``registry``: a soft-binding registry's URL, asked only when the file carries no manifest
-    (``detectors.registry_client.recover``); never by default."""
+    (``detectors.registry_client.recover``); never by default. ``online``: let C2PA fetch
+    remote manifests and OCSP answers (``verify --online``); offline by default."""
     name = str(path)
     p = Path(path)
     info = image_io.new_info()
@@ -137,7 +139,13 @@ def verify_image(
         c2pa = C2paResult("error", message=info["reason"] or "cannot read the file")
     else:
         mime = info.get("mime")
-        c2pa = read_c2pa(data if data is not None else p, mime=mime, trust_anchors=anchors)
+        c2pa = read_c2pa(
+            data if data is not None else p,
+            mime=mime,
+            trust_anchors=anchors,
+            local_anchor=_local_ca(),
+            online=online,
+        )
         scan = containers.scan_container(data) if data is not None else containers.scan_file(p)
         c2pa = reconcile_store(c2pa, scan.stores)
         _container_notes(scan, c2pa, info)

@@ -51,6 +51,15 @@ def _trust_option(f):
     )(f)
 
 
+def _online_option(f):
+    return click.option(
+        "--online",
+        is_flag=True,
+        help="Let C2PA fetch a manifest stored at a remote address and ask OCSP responders "
+        "whether the signer's certificate was revoked. Off by default: nothing is fetched.",
+    )(f)
+
+
 def _time_limit_option(then: str):
     return click.option(
         "--time-limit",
@@ -132,8 +141,17 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
     help="Also write a self-contained HTML report (one image) to this file.",
 )
 @_time_limit_option("an image that takes longer is reported unreadable")
+@_online_option
 def verify(
-    images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit, registry=None
+    images,
+    as_json,
+    trust_anchors,
+    ledger,
+    no_ledger,
+    html_out,
+    time_limit,
+    registry=None,
+    online=False,
 ):
     """Say what can and cannot be said about where each image came from.
 
@@ -145,7 +163,7 @@ def verify(
     \b
     fakestudio verify photo.jpg
     fakestudio verify out/*.png --json
-    fakestudio verify cloud.jpg --trust-anchors roots.pem
+    fakestudio verify cloud.jpg --online --trust-anchors roots.pem
     """
     from detectors.audit import TimeUp, deadline, error_report, timeout_reason
     from detectors.verdict import combined_exit_code
@@ -175,6 +193,7 @@ def verify(
                     ledger_path=ledger_path,
                     use_ledger=use_ledger,
                     registry=registry,
+                    online=online,
                 ).to_dict()
         except TimeUp:
             rep = error_report(str(p), timeout_reason(time_limit))
@@ -247,6 +266,7 @@ def verify(
     default=None,
     help="Also write a self-contained HTML summary page to this file.",
 )
+@_online_option
 def audit(
     folder,
     as_json,
@@ -262,6 +282,7 @@ def audit(
     registry=None,
     engine="local",
     address=None,
+    online=False,
 ):
     """Verify every image under FOLDER (recursively) and count what was found.
 
@@ -296,7 +317,9 @@ def audit(
     anchors = read_trust_anchors(trust_anchors)
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
     registry = registry_choice(registry)
-    extra = {"registry": registry} if registry else {}
+    extra: dict = {"registry": registry} if registry else {}
+    if online:
+        extra["online"] = True
     if address and engine != "ray":
         raise UserError("--address is for --engine ray")
     if engine == "ray":
