@@ -176,6 +176,11 @@ def _c2pa(c2pa: dict, watermarks: list[dict]) -> list[Signal]:
             "digital_source_type": dst,
             "actions": c2pa.get("actions"),
             "trust_list": c2pa.get("trust_list"),
+            "trust_note": c2pa.get("trust_note"),
+            "identities": [
+                {k: i.get(k) for k in ("who", "credential", "trusted")}
+                for i in c2pa.get("identities") or []
+            ],
         }
         trust = "trusted" if state == "trusted" else "valid, untrusted"
         out = [
@@ -213,11 +218,12 @@ def _c2pa(c2pa: dict, watermarks: list[dict]) -> list[Signal]:
     if state == "damaged":
         return [finding("manifest-damaged", c2pa.get("message") or "damaged", codes)]
     if state == "remote-not-fetched":
+        fetched = "could not be fetched" if c2pa.get("online") else "not fetched (offline)"
         return [
             finding(
                 "manifest-remote",
-                "manifest stored remotely, not fetched (offline)",
-                {"url": c2pa.get("remote_url")},
+                f"manifest stored remotely, {fetched}",
+                {"url": c2pa.get("remote_url"), "online": bool(c2pa.get("online"))},
             )
         ]
     if state == "absent":

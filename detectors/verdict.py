@@ -299,8 +299,11 @@ def _ai_manifest_reasons(f: Findings) -> list[str]:
     d = f.first("manifest-ai").details
     dst = _code(d.get("digital_source_type")) or "AI"
     out = [f"C2PA {_trust_word(d)}, digitalSourceType {dst}, signed by {_who(d)}"]
-    if d.get("trust_list"):
-        out.append(f"signer vouched for by: {d['trust_list']}")
+    if d.get("trust_note"):
+        out.append(f"who vouches: {d['trust_note']}")
+    for ident in d.get("identities") or []:
+        trusted = {True: "trusted", False: "not trusted"}.get(ident.get("trusted"), "unchecked")
+        out.append(f"identity: {ident.get('who') or '?'} ({ident.get('credential')}, {trusted})")
     return out
 
 
@@ -428,8 +431,12 @@ def _metadata_headline(f: Findings) -> str:
 
 def _nothing_headline(f: Findings) -> str:
     if f.has("manifest-remote"):
-        url = f.first("manifest-remote").details.get("url") or "a remote address"
-        return f"No provenance checked: the Content Credentials are stored remotely ({url}) and were not fetched"
+        d = f.first("manifest-remote").details
+        url = d.get("url") or "a remote address"
+        why = "could not be fetched" if d.get("online") else "were not fetched (offline)"
+        return (
+            f"No provenance checked: the Content Credentials are stored remotely ({url}) and {why}"
+        )
     if f.has("ledger-candidate"):
         return "No provenance found (a similar image in your ledger could not be confirmed)"
     return "No provenance found: no credentials, no known watermark, no generator metadata"
@@ -438,7 +445,7 @@ def _nothing_headline(f: Findings) -> str:
 def _nothing_reasons(f: Findings) -> list[str]:
     out = []
     if f.has("manifest-remote"):
-        out.append("remote manifest not fetched (offline)")
+        out.append(f.first("manifest-remote").summary)
     elif f.has("ledger-candidate"):
         out.append("perceptual-hash candidate without a matching watermark")
     if f.has("camera-claim"):

@@ -151,6 +151,22 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
     ):
         if c.get(key):
             lines.append(f"{label}: {c[key]}")
+    if c.get("trust_note"):
+        lines.append(f"who vouches: {c['trust_note']}")
+    ts = c.get("timestamp") or {}
+    if ts.get("time") or ts.get("authority"):
+        vouched = {True: "vouched for", False: "not vouched for", None: "not checked"}
+        lines.append(
+            f"time-stamp: {ts.get('time') or '?'} by {ts.get('authority') or 'an authority'} "
+            f"({vouched.get(ts.get('trusted'))})"
+        )
+    for ident in c.get("identities") or []:
+        state = {True: "trusted", False: "NOT trusted", None: "trust not checked"}
+        lines.append(
+            f"identity: {ident.get('who') or '?'} via {ident.get('credential')}"
+            f"{' issued by ' + ident['issuer'] if ident.get('issuer') else ''} "
+            f"({state.get(ident.get('trusted'))}; {ident.get('note')})"
+        )
     if c.get("generator"):
         lines.append("generator: " + _generator(c["generator"]))
     if c.get("actions"):
