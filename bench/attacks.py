@@ -108,7 +108,9 @@ def subtract_estimate(labelled: np.ndarray, est: np.ndarray) -> np.ndarray:
     mark_rms = 1.5  # grey levels: about the durable mark's strength at 40 dB
     out = labelled
     for gain in (1.0, 2.0, 4.0, 8.0):
-        out = np.clip(np.rint(labelled - gain * mark_rms * unit[..., None]), 0, 255).astype(np.uint8)
+        out = np.clip(np.rint(labelled - gain * mark_rms * unit[..., None]), 0, 255).astype(
+            np.uint8
+        )
         if not durable.decode(out).found:
             break
     return crop3(out)
@@ -179,10 +181,7 @@ def label_all(pics, out: Path, ledger: Path) -> list[dict]:
 
         def manifest_for(marks, name=name):
             return build_derived_manifest(
-                title=f"{Path(name).stem}.png",
-                generator="bench",
-                watermark=marks,
-                digital_source_type="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+                marks, title=f"{Path(name).stem}.png", creator={"name": "bench"}
             )
 
         lab = label_pixels(Image.fromarray(rgb), payload, opts, Description("bench"), manifest_for)
@@ -243,15 +242,26 @@ def png_bytes(a: np.ndarray) -> bytes:
 # --- measuring ----------------------------------------------------------------------------------
 
 
+def _same_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """The reference cut to the attacked picture's frame (the attacks crop the top left only)."""
+    if a.shape == b.shape:
+        return b
+    if a.shape[0] <= b.shape[0] and a.shape[1] <= b.shape[1]:
+        return b[b.shape[0] - a.shape[0] :, b.shape[1] - a.shape[1] :]
+    return None
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
-    if a.shape != b.shape:
+    b = _same_frame(a, b)
+    if b is None:
         return None
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float | None:
-    if a.shape != b.shape:
+    b = _same_frame(a, b)
+    if b is None:
         return None
     from skimage.metrics import structural_similarity
 
@@ -284,7 +294,9 @@ def _verify_job(job: dict) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--limit", type=int, default=None, help="pictures (default: all)")
     ap.add_argument("--edits", default="short", help="short, all, or a comma-separated list")
     ap.add_argument("--attacks", default=None, help="comma-separated subset")
@@ -302,8 +314,10 @@ def main() -> None:
     from watermark_robustness import pictures
 
     edit_names = (
-        list(EDITS) if args.edits == "all"
-        else list(SHORT_EDITS) if args.edits == "short"
+        list(EDITS)
+        if args.edits == "all"
+        else list(SHORT_EDITS)
+        if args.edits == "short"
         else [e.strip() for e in args.edits.split(",")]
     )
     t0 = time.perf_counter()
@@ -328,7 +342,9 @@ def main() -> None:
 
     attacks = {
         "none": lambda it, i: it["labelled"],
-        "copy": lambda it, i: embed_both(labelled[(i + 1) % len(labelled)]["original"], it["payload"]),
+        "copy": lambda it, i: embed_both(
+            labelled[(i + 1) % len(labelled)]["original"], it["payload"]
+        ),
         "forge": lambda it, i: embed_both(it["original"], f"{(i * 7919 + 13) % (1 << 40):010x}"),
         "removal": lambda it, i: informed_removal(it["labelled"], it["payload"]),
         "removal+crop3": lambda it, i: crop3(informed_removal(it["labelled"], it["payload"])),
@@ -344,7 +360,9 @@ def main() -> None:
             tag = "" if r.base == "world" else f"@{Path(r.base).name}"
             attacks[f"vae{tag}"] = lambda it, i, r=r: r.vae(it["labelled"])
             for s in (0.1, 0.2, 0.3):
-                attacks[f"img2img{s}{tag}"] = lambda it, i, r=r, s=s: r.img2img(it["labelled"], s, i)
+                attacks[f"img2img{s}{tag}"] = lambda it, i, r=r, s=s: r.img2img(
+                    it["labelled"], s, i
+                )
     if args.attacks:
         keep = {a.strip() for a in args.attacks.split(",")}
         attacks = {k: v for k, v in attacks.items() if k in keep}
@@ -355,7 +373,11 @@ def main() -> None:
     for name, attack in attacks.items():
         for i, it in enumerate(labelled):
             attacked = attack(it, i)
-            reference = labelled[(i + 1) % len(labelled)]["original"] if name in ("copy",) else it["labelled"]
+            reference = (
+                labelled[(i + 1) % len(labelled)]["original"]
+                if name in ("copy",)
+                else it["labelled"]
+            )
             if name == "forge":
                 reference = it["original"]
             quality[name].append((psnr(attacked, reference), ssim(attacked, reference)))
@@ -413,20 +435,26 @@ def report(rows: list[dict], quality: dict, attacks: dict) -> None:
     if copies:
         for m in ("ledger", "registry"):
             n = sum(r[m]["outcome"] == "label-mismatch" for r in copies)
-            print(f"  copy attacks reported label-mismatch with the {m}: {n}/{len(copies)} ({100 * n / len(copies):.1f}%, target >= 99%)")
+            print(
+                f"  copy attacks reported label-mismatch with the {m}: {n}/{len(copies)} ({100 * n / len(copies):.1f}%, target >= 99%)"
+            )
         n = sum(r["blind"]["tier"] == "claimed" for r in copies)
         print(f"  copy attacks, no record: tier 'claimed' (unconfirmed) {n}/{len(copies)}")
     trues = by["none"]
     if trues:
         for m in ("ledger", "registry"):
             n = sum(r[m]["outcome"] == "label-mismatch" for r in trues)
-            print(f"  true copies reported label-mismatch with the {m}: {n}/{len(trues)} (target <= 1%)")
+            print(
+                f"  true copies reported label-mismatch with the {m}: {n}/{len(trues)} (target <= 1%)"
+            )
     for name in ("removal", "removal+crop3", "vae"):
         rs = by[name]
         for m in ("ledger", "registry"):
             if rs:
                 n = sum(r[m]["outcome"] == "recovered" for r in rs)
-                print(f"  {name}: recovered with the {m}: {n}/{len(rs)} ({100 * n / len(rs):.1f}%, target >= 95%)")
+                print(
+                    f"  {name}: recovered with the {m}: {n}/{len(rs)} ({100 * n / len(rs):.1f}%, target >= 95%)"
+                )
 
 
 if __name__ == "__main__":
