@@ -228,7 +228,9 @@ def check(rgb: np.ndarray, desc: ContentDescriptor, mirrored: bool | None = None
         points=len(desc.points),
         query_points=query_points,
         thumb_correlation=corr,
-        transform=_transform(m, flip, g.shape) if m is not None else None,
+        transform=_transform(m, flip, max(grey.shape) / max(desc.width, desc.height))
+        if m is not None
+        else None,
     )
     if inliers >= MATCH_INLIERS:
         res.outcome = "match"
@@ -318,10 +320,12 @@ def _ransac(desc: ContentDescriptor, kps, qd) -> tuple[int, np.ndarray | None]:
     return int(inl.sum()), m
 
 
-def _transform(m: np.ndarray, flip: bool, shape) -> dict:
-    """The copy relative to the output: scale (of the content), rotation, mirror."""
+def _transform(m: np.ndarray, flip: bool, sides: float) -> dict:
+    """The copy relative to the output: its scale (copy pixels per output pixel), rotation and
+    mirror. ``m`` maps the output's keypoints onto the copy's, both scaled to SIDE; ``sides``
+    is the copy's long side over the output's."""
     return {
-        "scale": round(float(np.hypot(m[0, 0], m[1, 0])), 3),
+        "scale": round(float(np.hypot(m[0, 0], m[1, 0])) * sides, 3),
         "angle_deg": round(float(np.degrees(np.arctan2(m[1, 0], m[0, 0]))), 2),
         "mirrored": bool(flip),
     }
