@@ -17,13 +17,18 @@ from fakestudio.errors import UserError
 EXIT_CODES_HELP = """
 \b
 Exit codes:
-  0  labelled AI: a manifest declaring AI, an AI watermark, provenance recovered
-     from your ledger, or AI-generator metadata (an unsigned claim)
+  0  labelled AI: a manifest declaring AI, provenance recovered from a registry or
+     your ledger (this picture matches the record), or only claimed by an AI
+     watermark or AI-generator metadata (see the tier)
   1  no provenance found, or credentials that do not declare AI
   2  usage error (bad option, missing file or folder)
-  3  tampered: a manifest is present but invalid (pixels or credentials changed)
+  3  tampered: a manifest is present but invalid (pixels or credentials changed);
+     or label-mismatch: the label was copied from another picture
   4  unreadable: the file could not be analysed
 With several images the most urgent code wins: 3, then 4, then 1, then 0.
+Tiers: confirmed (signed, and this picture is what was signed), recorded (your
+ledger, and this picture matches), claimed (a watermark or metadata: copyable),
+mismatch, broken, none.
 """
 
 AUDIT_EXIT_HELP = """
@@ -32,7 +37,7 @@ Exit codes:
   0  done, and nothing in the --fail-on categories (always 0 without --fail-on)
   1  --fail-on unlabelled or ai-metadata matched at least one file
   2  usage error (bad option, missing folder)
-  3  --fail-on tampered matched at least one file
+  3  --fail-on tampered or mismatch matched at least one file
   4  --fail-on unreadable matched at least one file
   130 interrupted (Ctrl-C): the reports, CSV and JSON hold the files done so far
 The most urgent code wins: 3, then 4, then 1.
@@ -229,7 +234,7 @@ def verify(
     "fail_on",
     default="",
     metavar="CATEGORIES",
-    help="Comma-separated: unlabelled, tampered, ai-metadata, unreadable. Exit non-zero when "
+    help="Comma-separated: unlabelled, tampered, mismatch, ai-metadata, unreadable. Exit non-zero when "
     "any file falls in one (a CI gate for teams that must label their outputs).",
 )
 @click.option(
