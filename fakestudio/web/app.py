@@ -1,0 +1,136 @@
+"""The web app: routes, the guard in front of them, the pages and the JSON API.
+
+    GET  /                      Verify page              POST /api/verify    verify --json
+    GET  /compare               Compare page             POST /api/compare   compare --json
+    GET  /talk                  presenter view           POST /api/inspect   report + thumbnails
+    GET  /quiz, /j/CODE         the audience's quiz      (docs/web.md lists every route)
+    GET  /studio, /audit        loopback-only tools
+
+Heavy work (verification, comparison, generation) runs in worker threads, at most one per
+CPU at a time, so the event loop keeps answering the quiz and the progress streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from fakestudio.web.config import WebConfig
+from fakestudio.web.pages import STATIC, page
+from fakestudio.web.security import Guard, error
+from fakestudio.web.uploads import UploadFolder, UploadRefused, bomb_check, read_images
+
+log = logging.getLogger("fakestudio.web")
+
+
+class Web:
+    """The state one server holds: its configuration and the verifier's thread.
+
+    Every check that reads the ledger (verify, compare, the studio's labels) runs on one
+    thread: `detectors.verify` keeps one read-only SQLite connection to the ledger per
+    process, and SQLite refuses a connection used from another thread than its own (a second
+    thread's reports would say "ledger not readable"). One verification at a time also leaves
+    the other core to the event loop, the quiz and a generation."""
+
+    def __init__(self, cfg: WebConfig):
+        self.cfg = cfg
+        self.verifier = ThreadPoolExecutor(1, thread_name_prefix="fakestudio-verify")
+
+    async def run(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.verifier, functools.partial(fn, *args))
+
+    async def uploads(self, request: Request, fields: tuple[str, ...], folder: UploadFolder):
+        files = await read_images(request, fields, self.cfg.max_upload, folder)
+        for up in files.values():
+            await anyio.to_thread.run_sync(bomb_check, up)
+        return files
+
+
+def create_app(cfg: WebConfig) -> Starlette:
+    from fakestudio.web import reports
+
+    web = Web(cfg)
+
+    async def verify_page(request: Request):
+        return page(
+            "verify.html",
+            active="verify",
+            data={"registry": cfg.registry, "max_upload": cfg.max_upload},
+        )
+
+    async def api_verify(request: Request):
+        with UploadFolder() as folder:
+            files = await web.uploads(request, ("file",), folder)
+            rep = await web.run(reports.verify_report, files["file"], cfg)
+        return JSONResponse(rep)
+
+    async def api_inspect(request: Request):
+        """The verify page's call: the report and, for a trusted signer, the thumbnails."""
+        with UploadFolder() as folder:
+            files = await web.uploads(request, ("file",), folder)
+            rep = await web.run(reports.verify_report, files["file"], cfg)
+            thumbs = await web.run(reports.ingredient_thumbnails, files["file"], rep)
+        return JSONResponse({"report": rep, "thumbnails": thumbs})
+
+    async def api_compare(request: Request):
+        from detectors.compare import ImageError
+
+        with UploadFolder() as folder:
+            files = await web.uploads(request, ("a", "b"), folder)
+            try:
+                _cmp, d = await web.run(reports.compare_report, files["a"], files["b"], cfg)
+            except ImageError as e:
+                msg = reports.scrub(str(e), {str(u.path): u.name for u in files.values()})
+                return error(422, "not-an-image", msg)
+        return JSONResponse(d)
+
+    async def health(request: Request):
+        return JSONResponse({"status": "ok", "service": "fakestudio web"})
+
+    async def favicon(request: Request):
+        return Response(status_code=204)
+
+    async def refused(request: Request, exc: UploadRefused):
+        return error(exc.status, exc.code, exc.message)
+
+    async def http_error(request: Request, exc: HTTPException):
+        words = {404: "not-found", 405: "method-not-allowed"}
+        code = words.get(exc.status_code, "http-error")
+        if request.url.path.startswith("/api/"):
+            return error(exc.status_code, code, exc.detail)
+        return page("error.html", status=exc.status_code, message=exc.detail, active=None)
+
+    async def server_error(request: Request, exc: Exception):
+        log.error("web: %s: %s", type(exc).__name__, exc)
+        return error(500, "server-error", "the server failed to answer this request")
+
+    routes = [
+        Route("/", verify_page),
+        Route("/api/verify", api_verify, methods=["POST"]),
+        Route("/api/inspect", api_inspect, methods=["POST"]),
+        Route("/api/compare", api_compare, methods=["POST"]),
+        Route("/health", health),
+        Route("/favicon.ico", favicon),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            UploadRefused: refused,
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+    )
+    app.state.web = web
+    return Guard(app, cfg)

@@ -1,0 +1,128 @@
+"""The web pages in a real browser: headless Chromium (Debian's) driven by Playwright for
+Python. One browser for the whole module; each test opens its own page and checks that the
+page logged no console error. Screenshots of each page go to $FAKESTUDIO_WEB_SHOTS (docs/
+uses them) or the test's temporary folder, as artefacts."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.web_support import (
+    Console,
+    chromium,
+    labelled_png,
+    playwright_available,
+    shots_dir,
+    stripped_copy,
+    web_server,
+)
+
+pytestmark = pytest.mark.skipif(
+    not playwright_available(),
+    reason="needs the playwright package and Debian's chromium (scripts/test.sh installs it)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def site():
+    with web_server() as (url, cfg):
+        yield url, cfg
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    d = tmp_path_factory.mktemp("web-pages")
+    fake = labelled_png(d, seed=31, name="the fake")
+    copy = stripped_copy(fake, d / "uploaded copy.jpg")
+    return {"folder": d, "fake": fake, "copy": copy}
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    return shots_dir(tmp_path_factory.mktemp("web-shots"))
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    pg.console = Console(pg)
+    yield pg
+    context.close()
+
+
+def drop_files(page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
+    """Drop files on an element as a user dragging them from the desktop does."""
+    payload = [[name, base64.b64encode(data).decode(), mime] for name, data, mime in files]
+    dt = page.evaluate_handle(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const [name, b64, type] of files) {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                dt.items.add(new File([bytes], name, { type }));
+            }
+            return dt;
+        }""",
+        payload,
+    )
+    page.dispatch_event(selector, "dragenter", {"dataTransfer": dt})
+    page.dispatch_event(selector, "drop", {"dataTransfer": dt})
+
+
+def test_verify_page_drop_labelled_and_stripped(page, site, pictures, shots):
+    url, _ = site
+    page.goto(url + "/")
+    fake, copy = pictures["fake"], pictures["copy"]
+    drop_files(page, "#drop", [(fake.name, fake.read_bytes(), "image/png")])
+    card = page.locator("article.card[data-outcome]").first
+    card.wait_for(timeout=60_000)
+    assert card.get_attribute("data-outcome") == "labelled-ai"
+    assert card.locator(".file-name").inner_text() == fake.name
+    assert "AI" in card.locator(".headline").inner_text()
+    assert "trust your eyes" in card.locator(".eyes").inner_text().lower()
+    assert "found: fakestudio" in card.locator(".gist").nth(1).inner_text()  # the watermarks
+    assert "fakestudio" in card.locator("table.grid").text_content()
+
+    # the downloadable JSON is the report
+    with page.expect_download() as dl:
+        card.locator("button.download-json").click()
+    report = json.loads(open(dl.value.path()).read())
+    assert report["schema"] == "fakestudio.verify/1" and report["file"] == fake.name
+    assert report["verdict"]["outcome"] == "labelled-ai"
+
+    # the stripped copy: no manifest any more, the watermark (or the ledger) still says AI
+    drop_files(page, "#drop", [(copy.name, copy.read_bytes(), "image/jpeg")])
+    expect(page.locator("article.card[data-outcome]")).to_have_count(2, timeout=60_000)
+    newest = page.locator("article.card[data-outcome]").first
+    assert newest.locator(".file-name").inner_text() == copy.name
+    assert newest.get_attribute("data-outcome") in ("ai-watermark", "recovered")
+    assert "absent" in newest.locator("details.section").first.inner_text()
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(shots / "verify.png"), full_page=False)
+    assert page.console.errors == []
+
+
+def test_verify_page_shows_hostile_names_as_text(page, site, pictures):
+    url, _ = site
+    page.goto(url + "/")
+    name = "<img src=x onerror=window.pwned=1>.png"
+    page.set_input_files(
+        "#pick", files=[{"name": name, "mimeType": "image/png", "buffer": b"not an image"}]
+    )
+    card = page.locator("article.card[data-outcome]").first
+    card.wait_for(timeout=60_000)
+    assert card.get_attribute("data-outcome") == "unreadable"
+    assert card.locator(".file-name").inner_text() == name
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("main img[src='x']").count() == 0
+    assert page.console.errors == []
