@@ -126,3 +126,43 @@ def test_verify_page_shows_hostile_names_as_text(page, site, pictures):
     assert page.evaluate("window.pwned") is None
     assert page.locator("main img[src='x']").count() == 0
     assert page.console.errors == []
+
+
+def test_compare_page_slider_maps_and_poster(page, site, pictures, shots):
+    import httpx
+
+    url, _ = site
+    page.goto(url + "/compare")
+    page.set_input_files("#pick-a", str(pictures["fake"]))
+    page.set_input_files("#pick-b", str(pictures["copy"]))
+    page.locator("#result").wait_for(state="visible", timeout=120_000)
+    outcomes = page.locator("#verdicts .badge").evaluate_all(
+        "(nodes) => nodes.map((n) => n.dataset.outcome)"
+    )
+    assert outcomes[0] == "labelled-ai" and outcomes[1] in ("ai-watermark", "recovered")
+    assert "SSIM" in page.locator("#pixels").inner_text()
+    for map_id in ("#map-ssim", "#map-difference", "#map-spectrum-a", "#map-spectrum-b"):
+        assert page.locator(map_id).evaluate("(img) => img.complete && img.naturalWidth") > 0
+
+    # the overlay slider, by keyboard: A is shown left of the line, B right of it
+    top = page.locator("#overlay-a")
+    assert top.evaluate("(n) => n.style.clipPath") == "inset(0px 50% 0px 0px)"
+    page.locator("#slider").focus()
+    for _ in range(20):
+        page.keyboard.press("ArrowLeft")
+    assert top.evaluate("(n) => n.style.clipPath") == "inset(0px 70% 0px 0px)"
+    page.locator("#slider").fill("90")
+    assert top.evaluate("(n) => n.style.clipPath") == "inset(0px 10% 0px 0px)"
+    page.locator("#result").scroll_into_view_if_needed()
+    page.evaluate("() => window.scrollTo(0, document.getElementById('result').offsetTop - 60)")
+    page.screenshot(path=str(shots / "compare.png"), full_page=False)
+
+    # the poster leaves through the labeller: verify reads it as labelled AI
+    with page.expect_download(timeout=120_000) as dl:
+        page.locator("#poster").click()
+    poster = open(dl.value.path(), "rb").read()
+    r = httpx.post(f"{url}/api/verify", files={"file": ("poster.png", poster)}, timeout=60)
+    rep = r.json()
+    assert rep["verdict"]["outcome"] == "labelled-ai"
+    assert "compositeWithTrainedAlgorithmicMedia" in rep["c2pa"]["digital_source_type"]
+    assert page.console.errors == []

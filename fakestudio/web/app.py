@@ -95,6 +95,51 @@ def create_app(cfg: WebConfig) -> Starlette:
                 return error(422, "not-an-image", msg)
         return JSONResponse(d)
 
+    async def compare_page(request: Request):
+        return page("compare.html", active="compare", data={"max_upload": cfg.max_upload})
+
+    async def api_compare_view(request: Request):
+        """The compare page's call: the comparison and its maps (PNG data URLs)."""
+        from detectors.compare import ImageError
+
+        def work(a, b):
+            cmp, d = reports.compare_report(a, b, cfg)
+            return {"comparison": d, "maps": reports.compare_maps(cmp)}
+
+        with UploadFolder() as folder:
+            files = await web.uploads(request, ("a", "b"), folder)
+            try:
+                out = await web.run(work, files["a"], files["b"])
+            except ImageError as e:
+                msg = reports.scrub(str(e), {str(u.path): u.name for u in files.values()})
+                return error(422, "not-an-image", msg)
+        return JSONResponse(out)
+
+    async def api_compare_poster(request: Request):
+        """The `compare --png` poster of two images, labelled, as a download."""
+        from detectors.compare import ImageError
+
+        def work(a, b):
+            cmp, _ = reports.compare_report(a, b, cfg)
+            return reports.poster_bytes(cmp)
+
+        with UploadFolder() as folder:
+            files = await web.uploads(request, ("a", "b"), folder)
+            try:
+                data, info = await web.run(work, files["a"], files["b"])
+            except ImageError as e:
+                msg = reports.scrub(str(e), {str(u.path): u.name for u in files.values()})
+                return error(422, "not-an-image", msg)
+        return Response(
+            data,
+            media_type="image/png",
+            headers={
+                "Content-Disposition": 'attachment; filename="poster.png"',
+                "X-Fakestudio-Labelled": "true" if info.get("labelled") else "false",
+                "Cache-Control": "no-store",
+            },
+        )
+
     async def health(request: Request):
         return JSONResponse({"status": "ok", "service": "fakestudio web"})
 
@@ -120,6 +165,9 @@ def create_app(cfg: WebConfig) -> Starlette:
         Route("/api/verify", api_verify, methods=["POST"]),
         Route("/api/inspect", api_inspect, methods=["POST"]),
         Route("/api/compare", api_compare, methods=["POST"]),
+        Route("/compare", compare_page),
+        Route("/api/compare/view", api_compare_view, methods=["POST"]),
+        Route("/api/compare/poster", api_compare_poster, methods=["POST"]),
         Route("/health", health),
         Route("/favicon.ico", favicon),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),

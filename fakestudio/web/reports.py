@@ -161,3 +161,39 @@ def png_data_url(img) -> str | None:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def compare_maps(cmp) -> dict:
+    """What the Compare page draws besides the JSON: the SSIM heat map (1 - SSIM per pixel),
+    an absolute difference map (x4, at the SSIM size) and both spectra, as PNG data URLs.
+    These are measurements of the two files, not pictures of anything: no label needed."""
+    import numpy as np
+    from PIL import Image
+
+    diff = None
+    if cmp.ssim_size is not None:
+        size = tuple(cmp.ssim_size)
+        a = np.asarray(cmp.a.image.resize(size, Image.Resampling.LANCZOS), dtype=np.int16)
+        b = np.asarray(cmp.b.image.resize(size, Image.Resampling.LANCZOS), dtype=np.int16)
+        diff = Image.fromarray(np.clip(np.abs(a - b) * 4, 0, 255).astype(np.uint8))
+    return {
+        "ssim": png_data_url(cmp.heatmap),
+        "difference": png_data_url(diff),
+        "spectrum_a": png_data_url(cmp.a.spectrum),
+        "spectrum_b": png_data_url(cmp.b.spectrum),
+    }
+
+
+def poster_bytes(cmp) -> tuple[bytes, dict]:
+    """The `compare --png` poster, written through the labeller (watermark and a manifest
+    naming both shown images when one is AI-generated), as bytes."""
+    import tempfile
+
+    from fakestudio.label.derived import write_poster
+
+    with tempfile.TemporaryDirectory(prefix="fakestudio-web-") as d:
+        path = Path(d) / "poster.png"
+        info = write_poster(cmp, path)
+        data = path.read_bytes()
+    info = {k: v for k, v in info.items() if k != "path"}
+    return data, info
