@@ -226,3 +226,49 @@ def test_the_command_serves_and_refuses_bad_options(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_quiz_audience_can_only_vote(tmp_path):
+    from tests.web_support import demo_like_talk
+
+    folder = demo_like_talk(tmp_path / "talk")
+    with web_server(host="0.0.0.0", talk_dir=folder) as (url, cfg):
+        url = url.replace("0.0.0.0", "127.0.0.1")
+        admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {cfg.admin_token}"})
+        phone = httpx.Client(base_url=url)
+        assert phone.get("/quiz").status_code == 401
+        assert phone.get("/j/WRONG1").status_code == 404
+        r = phone.get(f"/j/{cfg.join_code.lower()}")
+        assert r.status_code == 303 and r.headers["location"] == "/quiz"
+        assert phone.get("/quiz").status_code == 200
+        # a phone with the join code reaches nothing else
+        for path in ("/", "/talk", "/talk/image/0", "/talk/qr.svg", "/compare"):
+            assert phone.get(path).status_code == 401, path
+        assert phone.post("/api/talk/round", json={"action": "open", "round": 0}).status_code == 401
+        assert phone.post("/api/verify", files={"file": ("x.png", b"x")}).status_code == 401
+        # nothing to vote on before the presenter opens a round
+        assert phone.post("/api/quiz/vote", json={"round": 0, "choice": "a"}).status_code == 409
+        assert phone.get("/quiz/image/0/a").status_code == 404
+        state = admin.post("/api/talk/round", json={"action": "open", "round": 0}).json()
+        assert state["phase"] == "voting" and "answer" not in state
+        assert phone.get("/quiz/image/0/a").status_code == 200
+        assert phone.get("/quiz/image/1/a").status_code == 404  # no peeking ahead
+        r = phone.post("/api/quiz/vote", json={"round": 0, "choice": "b"})
+        assert r.status_code == 200 and r.json()["tally"] == {"a": 0, "b": 1, "total": 1}
+        r = phone.post("/api/quiz/vote", json={"round": 0, "choice": "a"})  # changed its mind
+        assert r.json()["tally"] == {"a": 1, "b": 0, "total": 1}
+        assert phone.post("/api/quiz/vote", json={"round": 0, "choice": "c"}).status_code == 400
+        # the reveal names the fake, with the verdicts as evidence
+        state = admin.post("/api/talk/round", json={"action": "reveal", "round": 0}).json()
+        fake = state["answer"]["fake"]
+        outcome = state["answer"]["evidence"][fake]["outcome"]
+        assert outcome in ("labelled-ai", "ai-watermark", "recovered")
+        assert phone.post("/api/quiz/vote", json={"round": 0, "choice": "a"}).status_code == 409
+        assert phone.get("/api/quiz/state").json()["answer"]["fake"] == fake
+        # the stream: one event with the state as it is
+        with phone.stream("GET", "/api/quiz/events") as events:
+            assert events.headers["content-type"].startswith("text/event-stream")
+            first = next(events.iter_lines())
+            assert first.startswith("data: ") and json.loads(first[6:])["phase"] == "revealed"
+        admin.close()
+        phone.close()

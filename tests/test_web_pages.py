@@ -166,3 +166,88 @@ def test_compare_page_slider_maps_and_poster(page, site, pictures, shots):
     assert rep["verdict"]["outcome"] == "labelled-ai"
     assert "compositeWithTrainedAlgorithmicMedia" in rep["c2pa"]["digital_source_type"]
     assert page.console.errors == []
+
+
+@pytest.fixture(scope="module")
+def talk_site(tmp_path_factory):
+    from tests.web_support import demo_like_talk
+
+    folder = demo_like_talk(tmp_path_factory.mktemp("talk"))
+    with web_server(talk_dir=folder) as (url, cfg):
+        yield url, cfg
+
+
+def test_talk_keyboard_and_live_quiz_with_three_phones(browser, talk_site, shots):
+    url, cfg = talk_site
+    presenter = browser.new_context(viewport={"width": 1280, "height": 800})
+    deck = presenter.new_page()
+    deck.console = Console(deck)
+    deck.goto(url + "/talk")
+    kinds = deck.locator(".slide").evaluate_all("(s) => s.map((x) => x.dataset.kind)")
+    assert kinds[:2] == ["title", "photos"] and "label" in kinds and "verify-again" in kinds
+    assert kinds.count("quiz") == 2 and kinds[-1] == "closing"
+    assert deck.locator(".slide:not([hidden])").get_attribute("data-kind") == "title"
+    qr = deck.locator(".slide-title ~ .join-box img.qr")
+    assert qr.evaluate("(img) => img.complete && img.naturalWidth") > 100
+    join = f"/j/{cfg.join_code}"
+    assert join in deck.locator(".join-url").first.inner_text()
+
+    # keyboard only: arrows and space walk the story up to the first quiz round
+    first_quiz = kinds.index("quiz")
+    deck.keyboard.press("ArrowRight")
+    deck.keyboard.press("ArrowLeft")
+    assert deck.locator(".slide:not([hidden])").get_attribute("data-kind") == "title"
+    for _ in range(first_quiz):
+        deck.keyboard.press("Space")
+    shown = deck.locator(".slide:not([hidden])")
+    assert shown.get_attribute("data-kind") == "quiz"
+    assert deck.locator(".slide-label .card[data-outcome='labelled-ai']").count() == 1
+    assert deck.locator(".slide-verify-again .card").get_attribute("data-outcome") in (
+        "ai-watermark",
+        "recovered",
+    )
+    expect(shown.locator(".total")).to_have_text("0")
+
+    # three phones join through the short URL and vote
+    phones = []
+    for choice in ["a", "b", "a"]:
+        ctx = browser.new_context(viewport={"width": 390, "height": 800}, is_mobile=True)
+        phone = ctx.new_page()
+        phone.console = Console(phone)
+        phone.goto(url + join)
+        assert phone.url.endswith("/quiz")
+        phone.locator("#round").wait_for(state="visible")
+        phone.locator(f"button.vote[data-choice='{choice}']").click()
+        expect(phone.locator("#voted")).to_contain_text(f"You voted {choice.upper()}")
+        phones.append((ctx, phone))
+    # the presenter's tally follows, live
+    expect(shown.locator(".total")).to_have_text("3")
+    expect(shown.locator(".bar-a .count")).to_have_text("2")
+    expect(phones[0][1].locator("#round .total")).to_have_text("3")
+    deck.screenshot(path=str(shots / "talk-quiz.png"))
+
+    # space reveals: everyone sees which one is the fake, the evidence and the baselines
+    deck.keyboard.press("Space")
+    reveal = shown.locator(".reveal")
+    reveal.wait_for(state="visible")
+    fake = shown.get_attribute("data-fake")
+    assert fake in ("a", "b")
+    assert f"{fake.upper()} is the fake" in reveal.locator(".answer").inner_text()
+    assert "48.2%" in reveal.inner_text() and "59.0%" in reveal.inner_text()
+    phone = phones[0][1]
+    phone.locator("#round .reveal").wait_for(state="visible")
+    assert f"{fake.upper()} is the fake" in phone.locator("#round .answer").inner_text()
+    assert phone.locator("button.vote").first.is_disabled()
+    phone.screenshot(path=str(shots / "quiz-phone.png"))
+
+    # the next round, then F for full screen
+    deck.keyboard.press("ArrowRight")
+    assert shown.get_attribute("data-round") == "1"
+    expect(phone.locator("#round-no")).to_contain_text("round 2")
+    deck.keyboard.press("f")
+    assert "full" in deck.locator("#deck").get_attribute("class")
+    for ctx, ph in phones:
+        assert ph.console.errors == []
+        ctx.close()
+    assert deck.console.errors == []
+    presenter.close()

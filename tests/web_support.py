@@ -135,3 +135,19 @@ def plain_photo(path: Path, seed: int = 11, size=(512, 384)) -> Path:
     """An unlabelled picture (no provenance at all)."""
     photo_like(*size, seed).save(path, "PNG")
     return path
+
+
+def demo_like_talk(folder: Path) -> Path:
+    """A folder laid out as `fakestudio demo` leaves it (two people's prepared photos, the
+    labelled encounter and its uploaded copy), made in a second instead of minutes."""
+    for person, seed in (("ad4x", 41), ("b0bz", 42)):
+        imgs = folder / "datasets" / person / "images"
+        imgs.mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            plain_photo(imgs / f"{i:03d}.png", seed=seed * 10 + i, size=(256, 256))
+        (folder / "datasets" / person / "dataset.json").write_text(
+            '{"consent": {"statement": "drawn for the demo", "recorded": "2026-01-01"}}'
+        )
+    fake = labelled_png(folder / "images", seed=43, size=(512, 512), name="encounter-7")
+    stripped_copy(fake, folder / "images" / "uploaded-re-encoded.jpg")
+    return folder

@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from fakestudio.web.config import WebConfig
 from fakestudio.web.pages import STATIC, page
-from fakestudio.web.security import Guard, error
+from fakestudio.web.security import Guard, TryLimiter, error
 from fakestudio.web.uploads import UploadFolder, UploadRefused, bomb_check, read_images
 
 log = logging.getLogger("fakestudio.web")
@@ -45,6 +45,8 @@ class Web:
     def __init__(self, cfg: WebConfig):
         self.cfg = cfg
         self.verifier = ThreadPoolExecutor(1, thread_name_prefix="fakestudio-verify")
+        self.join_tries = TryLimiter()
+        self.quiz = None
 
     async def run(self, fn, *args):
         loop = asyncio.get_running_loop()
@@ -160,7 +162,10 @@ def create_app(cfg: WebConfig) -> Starlette:
         log.error("web: %s: %s", type(exc).__name__, exc)
         return error(500, "server-error", "the server failed to answer this request")
 
+    from fakestudio.web.talk_routes import talk_routes
+
     routes = [
+        *talk_routes(web),
         Route("/", verify_page),
         Route("/api/verify", api_verify, methods=["POST"]),
         Route("/api/inspect", api_inspect, methods=["POST"]),

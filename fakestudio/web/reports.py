@@ -197,3 +197,13 @@ def poster_bytes(cmp) -> tuple[bytes, dict]:
         data = path.read_bytes()
     info = {k: v for k, v in info.items() if k != "path"}
     return data, info
+
+
+def verify_path(path: Path, cfg: WebConfig) -> dict:
+    """`verify --json` of a file on this machine, shown under its bare name."""
+    from detectors.verify import verify_image
+
+    rep = verify_image(
+        path, trust_anchors=cfg.trust_anchors, use_ledger=cfg.use_ledger, registry=cfg.registry
+    ).to_dict(full=False)
+    return scrub(rep, {str(path): Path(path).name})

@@ -234,6 +234,40 @@ const FS = (() => {
       el("p", { class: "error", text: message }));
   }
 
-  return { el, pageData, postForm, postJson, readJson, download, pct, verdictBadge,
+  /* The quiz's tally bars and its reveal, on the presenter's screen and on phones. */
+  function showTally(root, tally) {
+    const total = tally.total || 0;
+    for (const side of ["a", "b"]) {
+      const bar = root.querySelector(`.bar-${side}`);
+      if (!bar) continue;
+      bar.querySelector(".count").textContent = tally[side];
+      bar.querySelector(".fill").style.width = total ? `${(100 * tally[side]) / total}%` : "0%";
+    }
+    const t = root.querySelector(".total");
+    if (t) t.textContent = total;
+  }
+
+  function showReveal(root, answer) {
+    const box = root.querySelector(".reveal");
+    if (!box) return;
+    if (!answer) { box.hidden = true; return; }
+    box.querySelector(".answer").textContent =
+      `${answer.fake.toUpperCase()} is the fake. ${answer.note}` +
+      (answer.room_correct === null ? "" : ` The room: ${answer.room_correct}% right.`);
+    const ev = box.querySelector(".evidence");
+    ev.replaceChildren(...["a", "b"].map((k) => {
+      const e = (answer.evidence || {})[k];
+      return el("div", { class: "evidence-side" }, el("strong", { text: `${k.toUpperCase()}: ` }),
+        e ? verdictBadge(e) : el("span", { text: "not checked" }),
+        e ? el("span", { class: "headline", text: e.headline }) : null);
+    }));
+    box.querySelector(".baselines").textContent =
+      answer.baselines.map((b) => `${b.label}: ${b.value}%`).join(" · ") + `. ${answer.baseline_note}`;
+    box.hidden = false;
+    root.classList.toggle("revealed", true);
+    root.dataset.fake = answer.fake;
+  }
+
+  return { showTally, showReveal, el, pageData, postForm, postJson, readJson, download, pct, verdictBadge,
     reportCard, errorCard, section, kvTable, OUTCOME_LABELS };
 })();
