@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,22 +53,39 @@ def bound_port(sock: socket.socket) -> int:
     return sock.getsockname()[1]
 
 
-def uvicorn_server(app: Any, **config: Any):
+def uvicorn_server(app: Any, on_exit: Callable[[], None] | None = None, **config: Any):
     """A quiet uvicorn.Server for ``app`` (no access log, no Server header), ready to
-    `.run(sockets=[listen(...)])`, in this thread or another."""
+    `.run(sockets=[listen(...)])`, in this thread or another. ``on_exit`` is called first when
+    the server is asked to stop (Ctrl-C, SIGTERM): long-lived responses (event streams) end
+    there, instead of holding the shutdown until its timeout."""
     import uvicorn
 
     opts: dict[str, Any] = {"log_level": "warning", "access_log": False, "server_header": False}
     opts.update(config)
-    return uvicorn.Server(uvicorn.Config(app, **opts))
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            if on_exit is not None:
+                on_exit()
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, **opts))
+    server.on_exit = on_exit
+    return server
 
 
 @contextmanager
-def running(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> Iterator[str]:
+def running(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_exit: Callable[[], None] | None = None,
+    **config: Any,
+) -> Iterator[str]:
     """Serve ``app`` in a background thread for the duration of the block; yields its base URL.
     For tests, benchmarks and embedding; the commands run the server in the foreground."""
     sock = listen(host, port)
-    server = uvicorn_server(app, **config)
+    server = uvicorn_server(app, on_exit=on_exit or getattr(app, "close_streams", None), **config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -81,6 +98,8 @@ def running(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> 
         shown = f"[{host}]" if ":" in host else host
         yield f"http://{shown}:{bound_port(sock)}"
     finally:
+        if server.on_exit is not None:
+            server.on_exit()
         server.should_exit = True
         thread.join(10)
         sock.close()

@@ -272,3 +272,22 @@ def test_quiz_audience_can_only_vote(tmp_path):
             assert first.startswith("data: ") and json.loads(first[6:])["phase"] == "revealed"
         admin.close()
         phone.close()
+
+
+def test_studio_refuses_bad_forms_in_one_line(tmp_path):
+    with web_server(studio_out=tmp_path / "studio") as (url, _):
+        for form, words in (
+            ({"prompt": "  "}, "prompt is empty"),
+            ({"prompt": "x", "steps": 0}, "steps"),
+            ({"prompt": "x", "n": 99}, "n: between"),
+            ({"prompt": "x", "sampler": "warp-drive"}, "warp-drive"),
+            ({"prompt": "x", "loras": [{"name": "nobody"}]}, "no LoRA named"),
+            ({"prompt": "x", "seed": "NaN"}, "seed"),
+        ):
+            r = httpx.post(f"{url}/api/studio/generate", json=form)
+            assert r.status_code == 400, (form, r.text)
+            assert words in r.json()["error"] and "\n" not in r.json()["error"]
+        # studio files are served by bare name only
+        assert httpx.get(f"{url}/studio/file/..%2F..%2Fetc%2Fpasswd").status_code == 404
+        assert httpx.get(f"{url}/api/studio/label/nothing.png").status_code == 404
+        assert not (tmp_path / "studio").exists() or not any((tmp_path / "studio").iterdir())

@@ -251,3 +251,46 @@ def test_talk_keyboard_and_live_quiz_with_three_phones(browser, talk_site, shots
         ctx.close()
     assert deck.console.errors == []
     presenter.close()
+
+
+def test_studio_generates_with_progress_and_labels_the_gallery(browser, tmp_path, shots):
+    with web_server(studio_out=tmp_path / "studio") as (url, _cfg):
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = ctx.new_page()
+        page.console = Console(page)
+        page.goto(url + "/studio")
+        # what the progress bar said, as it said it
+        page.evaluate(
+            """() => {
+                window.seen = [];
+                const label = document.getElementById("progress-label");
+                new MutationObserver(() => window.seen.push(label.textContent))
+                    .observe(label, { childList: true, characterData: true, subtree: true });
+            }"""
+        )
+        page.fill("#prompt", "a photo of a person at a conference")
+        page.fill("#seed", "3")
+        page.fill("#steps", "4")
+        page.click("#go")
+        page.locator("#progress[data-state='done']").wait_for(state="attached", timeout=300_000)
+        seen = page.evaluate("window.seen")
+        assert any(s.startswith("step ") and s.endswith(" of 4") for s in seen), seen
+        item = page.locator(".gallery .pic").first
+        expect(item).to_have_attribute("data-outcome", "labelled-ai", timeout=60_000)
+        assert "fakestudio" in item.inner_text()  # its watermark payload is shown
+        assert "done in" in page.locator("#status").inner_text()
+        assert len(list((tmp_path / "studio").glob("*.png"))) == 1
+
+        # simulate an upload: the copy is verified beside the original, and never written
+        item.locator("button.simulate").click()
+        copy = page.locator("#upload-cards .card.copy")
+        copy.wait_for(timeout=120_000)
+        assert copy.get_attribute("data-outcome") in ("ai-watermark", "recovered")
+        assert page.locator("#upload-cards .card.original").get_attribute("data-outcome") == (
+            "labelled-ai"
+        )
+        assert len(list((tmp_path / "studio").iterdir())) == 1
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=str(shots / "studio.png"))
+        assert page.console.errors == []
+        ctx.close()

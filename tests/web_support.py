@@ -37,6 +37,16 @@ def playwright_available() -> bool:
     return CHROMIUM is not None
 
 
+def forget_ledger_connections() -> None:
+    """detectors.verify keeps one ledger connection per process, usable only by the thread
+    that opened it: the web server's verifier thread here, the main thread in other tests.
+    Each side starts afresh so that neither reads "ledger not readable" after the other."""
+    from detectors import verify
+
+    with verify._ledger_lock:
+        verify._ledgers.clear()
+
+
 @contextmanager
 def web_server(**cfg):
     """A running web app (fakestudio.web.WebConfig fields as keywords); yields (url, config)."""
@@ -44,9 +54,13 @@ def web_server(**cfg):
     from fakestudio.web import WebConfig, create_app
 
     config = WebConfig(**cfg)
-    with running(create_app(config), timeout_graceful_shutdown=1) as url:
-        config.port = int(url.rsplit(":", 1)[1])
-        yield url, config
+    forget_ledger_connections()
+    try:
+        with running(create_app(config), timeout_graceful_shutdown=1) as url:
+            config.port = int(url.rsplit(":", 1)[1])
+            yield url, config
+    finally:
+        forget_ledger_connections()
 
 
 @contextmanager

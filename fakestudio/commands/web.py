@@ -144,4 +144,5 @@ def web(
         import webbrowser
 
         webbrowser.open(first)
-    uvicorn_server(create_app(cfg), timeout_graceful_shutdown=2).run(sockets=[sock])
+    app = create_app(cfg)
+    uvicorn_server(app, on_exit=app.close_streams, timeout_graceful_shutdown=5).run(sockets=[sock])

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 import anyio
 from starlette.applications import Starlette
@@ -33,24 +35,50 @@ from fakestudio.web.uploads import UploadFolder, UploadRefused, bomb_check, read
 log = logging.getLogger("fakestudio.web")
 
 
-class Web:
-    """The state one server holds: its configuration and the verifier's thread.
+_verifier: ThreadPoolExecutor | None = None
+_verifier_lock = threading.Lock()
 
-    Every check that reads the ledger (verify, compare, the studio's labels) runs on one
-    thread: `detectors.verify` keeps one read-only SQLite connection to the ledger per
-    process, and SQLite refuses a connection used from another thread than its own (a second
-    thread's reports would say "ledger not readable"). One verification at a time also leaves
-    the other core to the event loop, the quiz and a generation."""
+
+def verifier() -> ThreadPoolExecutor:
+    """The process's one verification thread.
+
+    Every check that reads the ledger (verify, compare, the studio's labels) runs on it:
+    `detectors.verify` keeps one read-only SQLite connection to the ledger per process, and
+    SQLite refuses a connection used from another thread than the one that opened it (a
+    second thread's reports would say "ledger not readable"). One verification at a time also
+    leaves the other core to the event loop, the quiz and a generation."""
+    global _verifier
+    with _verifier_lock:
+        if _verifier is None:
+            _verifier = ThreadPoolExecutor(1, thread_name_prefix="fakestudio-verify")
+        return _verifier
+
+
+class Web:
+    """The state one server holds: its configuration, quiz and studio."""
 
     def __init__(self, cfg: WebConfig):
         self.cfg = cfg
-        self.verifier = ThreadPoolExecutor(1, thread_name_prefix="fakestudio-verify")
         self.join_tries = TryLimiter()
         self.quiz = None
+        self.studio = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def close_streams(self) -> None:
+        """End the event streams (thread-safe): the server is stopping."""
+        hubs = [
+            h for h in (getattr(self.quiz, "hub", None), getattr(self.studio, "hub", None)) if h
+        ]
+        loop = self.loop
+        for hub in hubs:
+            if loop is not None and loop.is_running():
+                loop.call_soon_threadsafe(hub.close)
+            else:
+                hub.closing = True
 
     async def run(self, fn, *args):
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.verifier, functools.partial(fn, *args))
+        return await loop.run_in_executor(verifier(), functools.partial(fn, *args))
 
     async def uploads(self, request: Request, fields: tuple[str, ...], folder: UploadFolder):
         files = await read_images(request, fields, self.cfg.max_upload, folder)
@@ -162,10 +190,12 @@ def create_app(cfg: WebConfig) -> Starlette:
         log.error("web: %s: %s", type(exc).__name__, exc)
         return error(500, "server-error", "the server failed to answer this request")
 
+    from fakestudio.web.studio_routes import studio_routes
     from fakestudio.web.talk_routes import talk_routes
 
     routes = [
         *talk_routes(web),
+        *studio_routes(web),
         Route("/", verify_page),
         Route("/api/verify", api_verify, methods=["POST"]),
         Route("/api/inspect", api_inspect, methods=["POST"]),
@@ -177,7 +207,14 @@ def create_app(cfg: WebConfig) -> Starlette:
         Route("/favicon.ico", favicon),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
+
+    @asynccontextmanager
+    async def lifespan(app):
+        web.loop = asyncio.get_running_loop()  # where threads post their events
+        yield
+
     app = Starlette(
+        lifespan=lifespan,
         routes=routes,
         exception_handlers={
             UploadRefused: refused,
@@ -186,4 +223,6 @@ def create_app(cfg: WebConfig) -> Starlette:
         },
     )
     app.state.web = web
-    return Guard(app, cfg)
+    guarded = Guard(app, cfg)
+    guarded.close_streams = web.close_streams
+    return guarded

@@ -35,6 +35,11 @@ class Hub:
         ev.set()
         self._changed = asyncio.Event()
 
+    def close(self) -> None:
+        """End every stream (the server is stopping)."""
+        self.closing = True
+        self.publish()
+
     def publish_threadsafe(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.call_soon_threadsafe(self.publish)
 
