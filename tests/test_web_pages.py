@@ -294,3 +294,59 @@ def test_studio_generates_with_progress_and_labels_the_gallery(browser, tmp_path
         page.screenshot(path=str(shots / "studio.png"))
         assert page.console.errors == []
         ctx.close()
+
+
+def test_audit_streams_rows_filters_and_matches_the_cli(page, site, tmp_path, shots):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url, _ = site
+    folder = tmp_path / "uploads"
+    fake = labelled_png(folder, seed=51, name="labelled")
+    stripped_copy(fake, folder / "stripped.jpg")
+    (folder / "sub").mkdir()
+    from tests.web_support import plain_photo
+
+    plain_photo(folder / "sub" / "photo.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (folder / "notes.txt").write_text("not an image")
+
+    page.goto(url + "/audit")
+    page.fill("#folder", str(folder))
+    page.click("#start")
+    status = page.locator("#audit-status[data-state='done']")
+    status.wait_for(state="attached", timeout=180_000)
+    assert page.locator("#rows tr").count() == 4
+    assert page.locator("[data-count='labelled']").inner_text() == "2"
+    page.locator(".filter[data-category='labelled']").click()
+    assert page.locator("#rows tr:not([hidden])").count() == 2
+    page.locator(".filter[data-category='unreadable']").click()
+    visible = page.locator("#rows tr:not([hidden])")
+    assert visible.count() == 1
+    assert visible.locator(".file-name").inner_text() == "broken.png"
+    page.locator(".filter[data-category='']").click()
+    page.screenshot(path=str(shots / "audit.png"))
+
+    with page.expect_download() as dl:
+        page.locator("#json").click()
+    doc = json.loads(open(dl.value.path()).read())
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    cli = subprocess.run(
+        [sys.executable, "-m", "fakestudio", "audit", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    expected = json.loads(cli.stdout)
+    assert doc["schema"] == expected["schema"] == "fakestudio.audit/1"
+    assert doc["summary"] == expected["summary"]
+    outcomes = {r["file"]: r["verdict"]["outcome"] for r in doc["files"]}
+    assert outcomes == {r["file"]: r["verdict"]["outcome"] for r in expected["files"]}
+    with page.expect_download() as dl:
+        page.locator("#csv").click()
+    lines = open(dl.value.path(), encoding="utf-8").read().strip().splitlines()
+    assert lines[0].startswith("file,outcome,category") and len(lines) == 5
+    assert page.console.errors == []

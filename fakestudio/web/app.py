@@ -62,6 +62,7 @@ class Web:
         self.join_tries = TryLimiter()
         self.quiz = None
         self.studio = None
+        self.tasks: set = set()  # background tasks (kept referenced until they finish)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def close_streams(self) -> None:
@@ -190,12 +191,14 @@ def create_app(cfg: WebConfig) -> Starlette:
         log.error("web: %s: %s", type(exc).__name__, exc)
         return error(500, "server-error", "the server failed to answer this request")
 
+    from fakestudio.web.audit_routes import audit_routes
     from fakestudio.web.studio_routes import studio_routes
     from fakestudio.web.talk_routes import talk_routes
 
     routes = [
         *talk_routes(web),
         *studio_routes(web),
+        *audit_routes(web),
         Route("/", verify_page),
         Route("/api/verify", api_verify, methods=["POST"]),
         Route("/api/inspect", api_inspect, methods=["POST"]),
