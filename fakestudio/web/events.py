@@ -22,6 +22,13 @@ class Hub:
         self.version = 0
         self._changed: asyncio.Event | None = None
         self.closing = False
+        self._message: tuple[int, str] | None = None  # (version, the encoded event)
+
+    def message(self) -> str:
+        """The current state as one event, encoded once per version for every listener."""
+        if self._message is None or self._message[0] != self.version:
+            self._message = (self.version, f"data: {json.dumps(self.snapshot(), default=str)}\n\n")
+        return self._message[1]
 
     def _event(self) -> asyncio.Event:
         if self._changed is None:
@@ -48,7 +55,7 @@ class Hub:
         while not self.closing:
             if sent != self.version:
                 sent = self.version
-                yield f"data: {json.dumps(self.snapshot(), default=str)}\n\n"
+                yield self.message()
                 await asyncio.sleep(self.min_interval)
                 continue
             try:

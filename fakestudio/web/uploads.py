@@ -6,13 +6,13 @@ characters): they appear in reports and pages, never as a path on this machine.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the files of one request
@@ -45,11 +45,21 @@ def safe_name(name: str | None, fallback: str = "upload") -> str:
     return base or fallback
 
 
+def scratch_dir() -> str | None:
+    """Where uploads are kept while they are checked: memory-backed /dev/shm when this machine
+    has it (measured here: creating, writing 350 KB to and removing a folder in /tmp took 8 ms,
+    a third of a 512 px verification; in /dev/shm well under 1 ms), else the system's."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return None
+
+
 class UploadFolder:
     """A private temporary folder (mode 0700) for one request's files; removed on exit."""
 
     def __init__(self):
-        self.root = Path(tempfile.mkdtemp(prefix="fakestudio-web-"))
+        self.root = Path(tempfile.mkdtemp(prefix="fakestudio-web-", dir=scratch_dir()))
 
     def __enter__(self) -> UploadFolder:
         return self
@@ -61,11 +71,19 @@ class UploadFolder:
 async def read_images(
     request: Request, fields: tuple[str, ...], max_bytes: int, folder: UploadFolder
 ) -> dict[str, Upload]:
-    """The named file fields of a multipart request, each saved into `folder` under its safe
-    name (in its own sub-folder, so two uploads may share a name). Refuses with 413 a body
-    over the limit while it arrives, and with 400 a request without one of the fields."""
-    ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
+    """The named file fields of a multipart request, each streamed into `folder` under its
+    safe name (in its own sub-folder, so two uploads may share a name). Refuses with 413 a
+    body or a file over the limit while it arrives, 400 a request without one of the fields,
+    415 one that is not multipart.
+
+    The parts are written straight where they are checked (python-multipart's streaming
+    parser), not spooled to a temporary file first and copied: measured here, the spool put
+    a 5 MB upload through /tmp on disk, and the copy cost 1-3 ms on a 350 KB one."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
         raise UploadRefused(
             415, "not-multipart", "send the image as multipart/form-data (field 'file')"
         )
@@ -78,51 +96,87 @@ async def read_images(
             raise UploadRefused(400, "bad-request", "bad Content-Length") from None
         if too_big:
             raise UploadRefused(413, "too-large", f"upload over {max_bytes // 2**20} MB")
-    counted = Request(request.scope, _bounded_receive(request.receive, limit, max_bytes))
-    try:
-        form = await counted.form(max_files=len(fields), max_fields=8, max_part_size=64 * 1024)
-    except UploadRefused:
-        raise
-    except Exception as e:  # noqa: BLE001 - a malformed body: Starlette's parser says why
-        raise UploadRefused(400, "bad-multipart", f"malformed upload ({e})") from None
-    try:
-        out: dict[str, Upload] = {}
-        for i, field in enumerate(fields):
-            item = form.get(field)
-            if not isinstance(item, UploadFile):
-                raise UploadRefused(400, "missing-file", f"no file in field {field!r}")
-            name = safe_name(item.filename, fallback=f"{field}.img")
-            sub = folder.root / str(i)
-            sub.mkdir()
-            path = sub / name
-            size = 0
-            with open(path, "wb") as fh:
-                while chunk := await item.read(1 << 20):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise UploadRefused(
-                            413, "too-large", f"{name}: over {max_bytes // 2**20} MB"
-                        )
-                    fh.write(chunk)
-            out[field] = Upload(name, path, size)
-        return out
-    finally:
-        await form.close()
 
+    out: dict[str, Upload] = {}
+    part: dict = {}
+    header: list[bytes] = [b"", b""]
 
-def _bounded_receive(receive, limit: int, max_bytes: int):
+    def on_part_begin():
+        part.clear()
+        part["headers"] = {}
+
+    def on_header_field(data, start, end):
+        header[0] += data[start:end]
+
+    def on_header_value(data, start, end):
+        header[1] += data[start:end]
+
+    def on_header_end():
+        part["headers"][header[0].decode("latin-1").lower()] = header[1]
+        header[0], header[1] = b"", b""
+
+    def on_headers_finished():
+        _, opts = parse_options_header(part["headers"].get("content-disposition", b""))
+        name = opts.get(b"name", b"").decode("utf-8", "replace")
+        if name not in fields or name in out or b"filename" not in opts:
+            part["fh"] = None  # other fields, repeats: read past, kept nowhere
+            return
+        safe = safe_name(opts[b"filename"].decode("utf-8", "replace"), fallback=f"{name}.img")
+        sub = folder.root / str(len(out))
+        sub.mkdir()
+        path = sub / safe
+        part.update(fh=open(path, "wb"), size=0, upload=Upload(safe, path, 0))
+        out[name] = part["upload"]
+
+    def on_part_data(data, start, end):
+        fh = part.get("fh")
+        if fh is None:
+            return
+        part["size"] += end - start
+        if part["size"] > max_bytes:
+            raise UploadRefused(
+                413, "too-large", f"{part['upload'].name}: over {max_bytes // 2**20} MB"
+            )
+        fh.write(data[start:end])
+
+    def on_part_end():
+        fh = part.pop("fh", None)
+        if fh is not None:
+            fh.close()
+            part["upload"].size = part["size"]
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     seen = 0
-
-    async def inner():
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
             if seen > limit:
                 raise UploadRefused(413, "too-large", f"upload over {max_bytes // 2**20} MB")
-        return message
-
-    return inner
+            parser.write(chunk)
+        parser.finalize()
+    except UploadRefused:
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed body: the parser says why
+        raise UploadRefused(400, "bad-multipart", f"malformed upload ({e})") from None
+    finally:
+        fh = part.pop("fh", None)
+        if fh is not None:
+            fh.close()
+    for name in fields:
+        if name not in out:
+            raise UploadRefused(400, "missing-file", f"no file in field {name!r}")
+    return out
 
 
 def bomb_check(upload: Upload) -> None:
