@@ -108,7 +108,7 @@ def test_verify_page_drop_labelled_and_stripped(page, site, pictures, shots):
     assert newest.get_attribute("data-outcome") in ("ai-watermark", "recovered")
     assert "absent" in newest.locator("details.section").first.inner_text()
     page.evaluate("() => window.scrollTo(0, 0)")
-    page.screenshot(path=str(shots / "verify.png"), full_page=False)
+    page.screenshot(path=str(shots / "verify.jpg"), type="jpeg", quality=80)
     assert page.console.errors == []
 
 
@@ -155,7 +155,7 @@ def test_compare_page_slider_maps_and_poster(page, site, pictures, shots):
     assert top.evaluate("(n) => n.style.clipPath") == "inset(0px 10% 0px 0px)"
     page.locator("#result").scroll_into_view_if_needed()
     page.evaluate("() => window.scrollTo(0, document.getElementById('result').offsetTop - 60)")
-    page.screenshot(path=str(shots / "compare.png"), full_page=False)
+    page.screenshot(path=str(shots / "compare.jpg"), type="jpeg", quality=80)
 
     # the poster leaves through the labeller: verify reads it as labelled AI
     with page.expect_download(timeout=120_000) as dl:
@@ -201,11 +201,13 @@ def test_talk_keyboard_and_live_quiz_with_three_phones(browser, talk_site, shots
         deck.keyboard.press("Space")
     shown = deck.locator(".slide:not([hidden])")
     assert shown.get_attribute("data-kind") == "quiz"
-    assert deck.locator(".slide-label .card[data-outcome='labelled-ai']").count() == 1
-    assert deck.locator(".slide-verify-again .card").get_attribute("data-outcome") in (
-        "ai-watermark",
-        "recovered",
+    # the label and verify-again slides fetched their reports when shown
+    expect(deck.locator(".slide-label .card[data-outcome='labelled-ai']")).to_have_count(
+        1, timeout=60_000
     )
+    again = deck.locator(".slide-verify-again .card[data-outcome]")
+    expect(again).to_have_count(1, timeout=60_000)
+    assert again.get_attribute("data-outcome") in ("ai-watermark", "recovered")
     expect(shown.locator(".total")).to_have_text("0")
 
     # three phones join through the short URL and vote
@@ -224,7 +226,7 @@ def test_talk_keyboard_and_live_quiz_with_three_phones(browser, talk_site, shots
     expect(shown.locator(".total")).to_have_text("3")
     expect(shown.locator(".bar-a .count")).to_have_text("2")
     expect(phones[0][1].locator("#round .total")).to_have_text("3")
-    deck.screenshot(path=str(shots / "talk-quiz.png"))
+    deck.screenshot(path=str(shots / "talk-quiz.jpg"), type="jpeg", quality=80)
 
     # space reveals: everyone sees which one is the fake, the evidence and the baselines
     deck.keyboard.press("Space")
@@ -238,7 +240,7 @@ def test_talk_keyboard_and_live_quiz_with_three_phones(browser, talk_site, shots
     phone.locator("#round .reveal").wait_for(state="visible")
     assert f"{fake.upper()} is the fake" in phone.locator("#round .answer").inner_text()
     assert phone.locator("button.vote").first.is_disabled()
-    phone.screenshot(path=str(shots / "quiz-phone.png"))
+    phone.screenshot(path=str(shots / "quiz-phone.jpg"), type="jpeg", quality=80)
 
     # the next round, then F for full screen
     deck.keyboard.press("ArrowRight")
@@ -291,7 +293,7 @@ def test_studio_generates_with_progress_and_labels_the_gallery(browser, tmp_path
         )
         assert len(list((tmp_path / "studio").iterdir())) == 1
         page.evaluate("() => window.scrollTo(0, 0)")
-        page.screenshot(path=str(shots / "studio.png"))
+        page.screenshot(path=str(shots / "studio.jpg"), type="jpeg", quality=80)
         assert page.console.errors == []
         ctx.close()
 
@@ -327,7 +329,7 @@ def test_audit_streams_rows_filters_and_matches_the_cli(page, site, tmp_path, sh
     assert visible.count() == 1
     assert visible.locator(".file-name").inner_text() == "broken.png"
     page.locator(".filter[data-category='']").click()
-    page.screenshot(path=str(shots / "audit.png"))
+    page.screenshot(path=str(shots / "audit.jpg"), type="jpeg", quality=80)
 
     with page.expect_download() as dl:
         page.locator("#json").click()

@@ -128,6 +128,7 @@ def web(
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     cfg.port = bound_port(sock)
+    app = create_app(cfg)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{cfg.port}/"
     if is_loopback(host):
@@ -144,5 +145,4 @@ def web(
         import webbrowser
 
         webbrowser.open(first)
-    app = create_app(cfg)
     uvicorn_server(app, on_exit=app.close_streams, timeout_graceful_shutdown=5).run(sockets=[sock])

@@ -45,3 +45,9 @@ def page(template: str, status: int = 200, headers: dict | None = None, **ctx) -
     h = {"Cache-Control": "no-store"}
     h.update(headers or {})
     return HTMLResponse(html, status_code=status, headers=h)
+
+
+def warm_templates() -> None:
+    """Compile every page's template (at start: the first visit then only renders)."""
+    for path in TEMPLATES.glob("*.html"):
+        ENV.get_template(path.name)
