@@ -291,3 +291,24 @@ def test_studio_refuses_bad_forms_in_one_line(tmp_path):
         assert httpx.get(f"{url}/studio/file/..%2F..%2Fetc%2Fpasswd").status_code == 404
         assert httpx.get(f"{url}/api/studio/label/nothing.png").status_code == 404
         assert not (tmp_path / "studio").exists() or not any((tmp_path / "studio").iterdir())
+
+
+def test_ingredient_thumbnails_only_for_a_trusted_signer(fixtures_dir):
+    photo = fixtures_dir / "c2pa" / "CA.jpg"
+    roots = fixtures_dir / "c2pa" / "test_cert_root_bundle.pem"
+    if not (photo.is_file() and roots.is_file()):
+        pytest.skip("the C2PA sample CA.jpg and its test roots are not in the fixtures")
+    files = {"file": (photo.name, photo.read_bytes())}
+    with web_server() as (url, _):
+        res = httpx.post(f"{url}/api/inspect", files=files, timeout=60).json()
+        assert res["report"]["c2pa"]["state"] == "valid-untrusted"
+        thumbs = res["thumbnails"]
+        assert not thumbs["shown"] and thumbs["ingredients"] == [] and thumbs["claim"] is None
+        assert "not one you trust" in thumbs["note"]
+    with web_server(trust_anchors=[roots.read_bytes()]) as (url, _):
+        res = httpx.post(f"{url}/api/inspect", files=files, timeout=60).json()
+        assert res["report"]["c2pa"]["state"] == "trusted"
+        thumbs = res["thumbnails"]
+        assert thumbs["shown"] and thumbs["claim"].startswith("data:image/jpeg;base64,")
+        (ing,) = thumbs["ingredients"]
+        assert ing["title"] == "A.jpg" and ing["thumbnail"].startswith("data:image/jpeg;base64,")

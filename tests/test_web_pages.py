@@ -125,6 +125,12 @@ def test_verify_page_shows_hostile_names_as_text(page, site, pictures):
     assert card.locator(".file-name").inner_text() == name
     assert page.evaluate("window.pwned") is None
     assert page.locator("main img[src='x']").count() == 0
+    # a report whose verdict has a tier (and the new outcome) shows both; one without, neither
+    badge = page.evaluate(
+        """() => [FS.verdictBadge({outcome: "label-mismatch", tier: "mismatch"}).innerText,
+                  FS.verdictBadge({outcome: "labelled-ai"}).querySelectorAll(".tier").length]"""
+    )
+    assert "Label mismatch" in badge[0] and "tier: mismatch" in badge[0] and badge[1] == 0
     assert page.console.errors == []
 
 
