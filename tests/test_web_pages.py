@@ -9,7 +9,6 @@ import base64
 import json
 
 import pytest
-from playwright.sync_api import expect
 
 from tests.web_support import (
     Console,
@@ -21,10 +20,13 @@ from tests.web_support import (
     web_server,
 )
 
-pytestmark = pytest.mark.skipif(
-    not playwright_available(),
-    reason="needs the playwright package and Debian's chromium (scripts/test.sh installs it)",
-)
+if not playwright_available():
+    pytest.skip(
+        "needs the playwright package and Debian's chromium (scripts/test.sh installs it)",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import expect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
