@@ -132,7 +132,9 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
     help="Also write a self-contained HTML report (one image) to this file.",
 )
 @_time_limit_option("an image that takes longer is reported unreadable")
-def verify(images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit, registry=None):
+def verify(
+    images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit, registry=None
+):
     """Say what can and cannot be said about where each image came from.
 
     Checks Content Credentials (C2PA), invisible watermarks (fakestudio's, Stable Diffusion's,
