@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,7 +339,8 @@ def _watermarks(rgb: np.ndarray) -> list[dict]:
         ]
 
 
-# One read-only connection and one phash index per ledger file and process.
+# One read-only connection per ledger file, process and thread (an sqlite3 connection belongs
+# to the thread that opened it), and one phash index per ledger file and process.
 _ledger_lock = threading.Lock()
 _ledgers: dict[tuple, Any] = {}
 _phash_index: dict[tuple, list[tuple[int, str]]] = {}
@@ -352,13 +354,20 @@ def _open_ledger(ledger_path):
         ino = path.stat().st_ino
     except OSError:
         return None
-    key = (os.getpid(), str(path), ino)  # a ledger deleted and made anew is reopened
+    # a ledger deleted and made anew is reopened; each thread gets its own connection
+    key = (os.getpid(), threading.get_ident(), str(path), ino)
     with _ledger_lock:
         led = _ledgers.get(key)
         if led is None:
             led = Ledger(path, readonly=True)
             if led.db is None:
                 return None
+            if len(_ledgers) >= 64:  # threads come and go (a web server's pool): bounded
+                old = _ledgers.pop(next(iter(_ledgers)))
+                try:
+                    old.close()
+                except sqlite3.ProgrammingError:  # opened by another thread: dropped instead
+                    pass
             _ledgers[key] = led
         return led
 

@@ -776,3 +776,17 @@ def test_previews_do_not_crowd_their_source_out_of_the_ledger_search(tmp_path):
     assert not any(c.get("confirmed") for c in rep["ledger"]["candidates"] if "phash_distance" in c)
     assert rep["ledger"]["matched"] and rep["ledger"]["how"] == "content"
     assert rep["ledger"]["entry"]["file_name"] == fake.path.name
+
+
+def test_threads_each_read_the_ledger(labelled):
+    """A connection belongs to the thread that opened it: verifies on several threads (a web
+    server's pool) each recover the same copy from the ledger."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        rep = verify_image(labelled["copies"] / "q75.jpg", ledger_path=labelled["ledger"])
+        return rep.ledger.get("matched"), rep.ledger.get("note")
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(8)))
+    assert all(m for m, _ in results), results
