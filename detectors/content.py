@@ -211,9 +211,9 @@ def check(rgb: np.ndarray, desc: ContentDescriptor, mirrored: bool | None = None
     g = _scaled(grey)
     best: tuple[int, Any, bool] = (0, None, False)
     query_points = 0
+    views = _Views(g)
     for flip in (True, False) if mirrored else (False, True):
-        view = np.ascontiguousarray(g[:, ::-1]) if flip else g
-        kps, qd = _query_detector().detectAndCompute(view, None)
+        kps, qd = views.features(flip)
         query_points = max(query_points, len(kps))
         inliers, m = _ransac(desc, kps, qd)
         if inliers > best[0]:
@@ -363,13 +363,46 @@ def index_keys(desc: ContentDescriptor) -> list[tuple[int, int]]:
 
 def query_keys(rgb: np.ndarray) -> list[int]:
     """The distinct keys of a copy's keypoints, as is and mirrored."""
-    g = _scaled(_luma(rgb))
-    out: set[int] = set()
-    for view in (g, np.ascontiguousarray(g[:, ::-1])):
-        _, qd = _query_detector().detectAndCompute(view, None)
-        if qd is not None:
-            out.update(int(k) for k in _keys(qd).ravel())
-    return sorted(out)
+    views = _Views(_scaled(_luma(rgb)))
+    parts = [
+        _keys(qd).ravel() for flip in (False, True) if (qd := views.features(flip)[1]) is not None
+    ]
+    return np.unique(np.concatenate(parts)).tolist() if parts else []
+
+
+class _Views:
+    """A copy's keypoints as is and mirrored. The mirror image's are the same corners, mirrored
+    (FAST and the Harris score are symmetric): detected once, only their descriptors are
+    computed again on the mirrored picture (a quarter of the cost of a second detection)."""
+
+    def __init__(self, g: np.ndarray):
+        self.g = g
+        self._plain = None
+
+    def features(self, flip: bool):
+        import cv2
+
+        if self._plain is None:
+            self._plain = _query_detector().detectAndCompute(self.g, None)
+        kps, des = self._plain
+        if not flip:
+            return kps, des
+        w = self.g.shape[1]
+        mirrored = [
+            cv2.KeyPoint(
+                w - 1 - k.pt[0],
+                k.pt[1],
+                k.size,
+                (180.0 - k.angle) % 360.0,
+                k.response,
+                k.octave,
+                k.class_id,
+            )
+            for k in kps
+        ]
+        if not mirrored:
+            return [], None
+        return _query_detector().compute(np.ascontiguousarray(self.g[:, ::-1]), mirrored)
 
 
 def _keys(des: np.ndarray) -> np.ndarray:
