@@ -9,7 +9,12 @@
    pixels), while 8 reader threads look payloads up by binding. Afterwards every publication
    must be found exactly once: no row lost, none duplicated. Prints publications/s, look-ups/s
    and p50/p95 latency; PostgreSQL's figures as a ratio of SQLite's, measured in the same run.
-2. Scale: look-up time by binding and by perceptual hash (radius 3 and 7) at 10^4 and at 10^6
+2. Kept-alive look-ups on an idle server: one client, one connection, look-ups by binding one
+   after another (httpx.Client and http.client), on a registry served in this process through
+   `fakestudio.serving.listen` and, as the baseline measured in the same run, through the
+   `socket.create_server` socket `registry serve` used before (Nagle on: each response waited
+   for the client's delayed ACK, ~44 ms). Target: p50 <= 5 ms.
+3. Scale: look-up time by binding and by perceptual hash (radius 3 and 7) at 10^4 and at 10^6
    stored rows (synthetic, uniformly random hashes bulk-loaded straight into the tables), and
    a scan of every stored hash as the baseline measured in the same run. A scan takes ~100x as
    long at 100x the rows. By binding is a B-tree look-up. By pHash reads the index probes plus
@@ -224,6 +229,75 @@ def load(db: str, items: list[tuple[str, bytes]], publishers: int, readers: int)
     }
 
 
+# --- kept-alive look-ups ----------------------------------------------------------------------
+
+
+def keepalive(db: str, items: list[tuple[str, bytes]], n: int) -> dict:
+    """p50/p95 of look-ups by binding on one kept-alive connection, new socket vs old."""
+    import http.client
+    import socket
+    import urllib.parse
+
+    import httpx
+
+    from detectors.registry_client import RegistryClient
+    from fakestudio.registry.app import RegistryConfig, create_app
+    from fakestudio.registry.storage import open_storage
+    from fakestudio.registry.tokens import create as create_token
+    from fakestudio.serving import listen, uvicorn_server
+
+    st = open_storage(db)
+    _, token = create_token(st, "bench")
+    app = create_app(st, RegistryConfig(rate=0))
+    out: dict = {}
+    try:
+        for name, make in (
+            ("create_server", lambda: socket.create_server(("127.0.0.1", 0))),
+            ("serving.listen", lambda: listen("127.0.0.1", 0)),
+        ):
+            sock = make()
+            server = uvicorn_server(app)
+            th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+            th.start()
+            while not server.started:
+                time.sleep(0.01)
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            with RegistryClient(url, token, timeout=60) as client:
+                for payload, data in items[:5]:
+                    client.publish(data, [(ALG, payload)])
+            payloads = [p for p, _ in items[:5]]
+            res = {}
+            with httpx.Client(base_url=url, timeout=60) as hc:
+                lat = []
+                for i in range(n):
+                    t = time.perf_counter()
+                    r = hc.get("/matches/byBinding", params={"alg": ALG, "value": payloads[i % 5]})
+                    lat.append(time.perf_counter() - t)
+                    assert r.status_code == 200 and r.json()["matches"], r.text
+            res["httpx"] = {"p50_ms": 1000 * pct(lat, 0.5), "p95_ms": 1000 * pct(lat, 0.95)}
+            conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=60)
+            lat = []
+            t0 = time.perf_counter()
+            for i in range(n):
+                q = urllib.parse.urlencode({"alg": ALG, "value": payloads[i % 5]})
+                t = time.perf_counter()
+                conn.request("GET", f"/matches/byBinding?{q}")
+                resp = conn.getresponse()
+                body = resp.read()
+                lat.append(time.perf_counter() - t)
+                assert resp.status == 200 and b"manifestId" in body
+            conn.close()
+            res["http.client"] = {"p50_ms": 1000 * pct(lat, 0.5), "p95_ms": 1000 * pct(lat, 0.95)}
+            res["lookups_per_s"] = n / (time.perf_counter() - t0)
+            server.should_exit = True
+            th.join(10)
+            sock.close()
+            out[name] = res
+    finally:
+        st.close()
+    return out
+
+
 # --- scale --------------------------------------------------------------------------------------
 
 
@@ -361,6 +435,7 @@ def main() -> int:
     ap.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--skip-keepalive", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     per = args.per_publisher or (50 if args.quick else 2500)
@@ -414,6 +489,24 @@ def main() -> int:
                     f"postgresql / sqlite: publish x{p['publish_per_s'] / s['publish_per_s']:.2f}, "
                     f"look-ups x{p['lookups_per_s'] / s['lookups_per_s']:.2f}"
                 )
+        if not args.skip_keepalive:
+            ka = keepalive(sqlite_db(), assets(5), 100 if args.quick else 500)
+            report["keepalive"] = ka
+            old, new = ka["create_server"], ka["serving.listen"]
+            for client in ("httpx", "http.client"):
+                print(
+                    f"kept-alive look-up ({client}): p50 {old[client]['p50_ms']:.1f} ms "
+                    f"(socket.create_server) -> {new[client]['p50_ms']:.2f} ms "
+                    f"(serving.listen), x{old[client]['p50_ms'] / new[client]['p50_ms']:.0f}; "
+                    f"p95 {new[client]['p95_ms']:.2f} ms",
+                    flush=True,
+                )
+            print(
+                f"kept-alive look-ups/s (http.client, one connection): "
+                f"{old['lookups_per_s']:.0f} -> {new['lookups_per_s']:.0f} "
+                f"(x{new['lookups_per_s'] / old['lookups_per_s']:.0f})",
+                flush=True,
+            )
         if not args.skip_scale:
             report["scale"] = scale(dbs, small, large, 200 if args.quick else 1000)
     finally:

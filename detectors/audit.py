@@ -80,7 +80,7 @@ IMAGE_EXTENSIONS = frozenset(
         ".jpf",
     }
 )
-FAIL_ON = ("unlabelled", "tampered", "ai-metadata", "unreadable")
+FAIL_ON = ("unlabelled", "tampered", "mismatch", "ai-metadata", "unreadable")
 MEMORY_LIMIT_MB = 4096  # address space a worker may add to what it maps at start (RLIMIT_AS)
 INLINE_MAX_FILES = 2  # this few files are verified in-process (no worker start-up)
 PER_FILE_SECONDS = 60.0  # default time limit for the analysis of one file
@@ -198,13 +198,14 @@ def audit(
     registry: str | None = None,
     engine: str = "local",
     address: str | None = None,
+    online: bool = False,
 ) -> AuditResult:
     """Verify every image under ``root``. ``on_start(total)`` is called once the walk is done,
     ``on_progress(done, total, report_dict)`` after each file (in completion order).
     ``time_limit``: seconds per file (None: no limit). Ctrl-C returns the files done so far
     (``result.complete`` False). ``registry``: verify --registry's look-up, for files whose
     manifest is gone. ``engine="ray"`` runs the same checks as Ray tasks
-    (``detectors.audit_ray``)."""
+    (``detectors.audit_ray``). ``online``: C2PA may fetch remote manifests and OCSP."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
     if engine == "ray":
@@ -221,6 +222,7 @@ def audit(
             on_progress=on_progress,
             on_start=on_start,
             time_limit=time_limit,
+            online=online,
         )
     files, skipped, notes = find_images(root)
     total = len(files)
@@ -231,6 +233,7 @@ def audit(
         use_ledger,
         time_limit,
         registry,
+        online,
     )
     results: list[dict | None] = [None] * total
     done = 0
@@ -332,7 +335,9 @@ def fail_exit_code(summary: dict, fail_on: Iterable[str]) -> int:
         raise ValueError(
             f"unknown --fail-on categories: {', '.join(sorted(unknown))}; choose from {', '.join(FAIL_ON)}"
         )
-    if "tampered" in fail and cats.get("tampered"):
+    if ("tampered" in fail and cats.get("tampered")) or (
+        "mismatch" in fail and cats.get("mismatch")
+    ):
         return 3
     if "unreadable" in fail and cats.get("unreadable"):
         return 4
@@ -421,7 +426,7 @@ def timeout_reason(seconds) -> str:
 
 
 def _verify_one(
-    path: str, anchors, ledger_path, use_ledger, time_limit=None, registry=None
+    path: str, anchors, ledger_path, use_ledger, time_limit=None, registry=None, online=False
 ) -> dict:
     """Verify one file in this process; any unexpected failure becomes an "unreadable" report."""
     try:
@@ -435,6 +440,7 @@ def _verify_one(
                     ledger_path=ledger_path,
                     use_ledger=use_ledger,
                     registry=registry,
+                    online=online,
                 )
         except TimeUp:
             return error_report(path, timeout_reason(time_limit))

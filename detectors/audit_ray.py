@@ -47,6 +47,7 @@ def audit_ray(
     time_limit: float | None = None,
     batch: int = BATCH,
     in_flight: int | None = None,
+    online: bool = False,
 ) -> AuditResult:
     """Verify every image under ``root`` with Ray tasks; same results as ``detectors.audit``."""
     try:
@@ -62,6 +63,7 @@ def audit_ray(
         use_ledger,
         time_limit,  # per file, inside the task (SIGALRM in the worker's main thread)
         registry,
+        online,
     )
     started_here = not ray.is_initialized()
     # Ray's driver set-up changes the process's signal handlers (SIGINT ignored, which every

@@ -270,6 +270,7 @@ def verdict_of(report: dict | None) -> dict[str, str]:
             "message": "No verify report for this image: nothing is known about its provenance.",
             "kind": "unknown",
             "reasons": [],
+            "tier": "",
         }
     v = report.get("verdict") or {}
     outcome = str(v.get("outcome") or "unknown")
@@ -280,6 +281,7 @@ def verdict_of(report: dict | None) -> dict[str, str]:
         "message": str(v.get("message") or ""),
         "kind": verdict_kind(outcome),
         "reasons": [str(r) for r in reasons[:12]],
+        "tier": str(v.get("tier") or ""),
     }
 
 

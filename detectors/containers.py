@@ -12,8 +12,9 @@ broken credential must never read as "no credential", so the verifier looks for 
 itself, in every container c2pa-rs embeds one in:
 
 * JPEG: APP11 segments carrying JUMBF (``JP`` common identifier) whose description box is
-  labelled ``c2pa``; an APP11 segment that is not a readable JUMBF box at all (zeroed, junk)
-  counts as a damaged store too (APP11 is where JPEG carries JUMBF);
+  labelled ``c2pa``; an APP11 segment, ``JP`` or not, whose body is not a readable JUMBF
+  superbox (zeroed, junk, no description box) counts as a damaged store too: APP11 is where
+  JPEG carries JUMBF, and a readable box of another kind (JPEG 360) is left alone;
 * PNG: the ``caBX`` chunk; RIFF (WebP, WAV, AVI): the ``C2PA`` chunk;
 * TIFF/DNG: tag 0xCD41 in the first IFD; GIF: the ``C2PA_GIF`` application extension;
 * ISO BMFF (MP4, MOV, HEIF, AVIF) and JPEG XL: a ``uuid`` box with the C2PA UUID, a top-level
@@ -253,10 +254,21 @@ def _jpeg(buf, scan: Scan) -> None:
             _app11(buf, pos, bytes(buf[pos + 4 : end]), boxes, scan)
         pos = end
     for offset, payload in boxes.values():
-        if _is_c2pa_jumbf(payload):
+        what = _jumbf_kind(payload)
+        if what in ("c2pa", "cut"):
             store = Store("JPEG APP11 JUMBF", offset, len(payload))
             _jumbf_header(payload, store)
             scan.stores.append(store)
+        elif what == "unreadable":
+            scan.stores.append(
+                Store(
+                    "JPEG APP11 JUMBF",
+                    offset,
+                    len(payload),
+                    note="its body is not a readable JUMBF box "
+                    f"({_looks(bytes(payload[:64]))}): a damaged or overwritten store",
+                )
+            )
 
 
 def _app11(buf, pos: int, payload: bytes, boxes: dict, scan: Scan) -> None:
@@ -285,12 +297,28 @@ def _app11(buf, pos: int, payload: bytes, boxes: dict, scan: Scan) -> None:
 def _is_c2pa_jumbf(payload: bytes) -> bool:
     """A JUMBF superbox whose description box is C2PA's, or one cut before its description box
     (cut short: what it was can no longer be told, and c2pa-rs would have read it)."""
+    return _jumbf_kind(payload) in ("c2pa", "cut")
+
+
+def _jumbf_kind(payload) -> str:
+    """What a JUMBF payload is: "c2pa" (a superbox described as a C2PA manifest store), "cut"
+    (a superbox header cut before its description box), "other" (a well-formed superbox of
+    another kind: JPEG 360, a JPEG XT box; not credentials) or "unreadable" (no superbox:
+    random bytes, zeros, a wrong box type; APP11 "JP" carries nothing else, so this is a
+    store that was damaged or overwritten)."""
+    payload = bytes(payload[:64])
     if len(payload) < 8 or payload[4:8] != b"jumb":
-        return False
+        return "unreadable"
+    lbox = int.from_bytes(payload[:4], "big")
+    if lbox not in (0, 1) and lbox < 8 + 8 + 17:  # room for a description box: 8 + 16 + 1
+        return "unreadable"
     desc = payload[8:]
     if len(desc) < 8 + 16:
-        return True  # cut before the description box
-    return desc[4:8] == b"jumd" and desc[8:24] == C2PA_UUID
+        return "cut"
+    dlen = int.from_bytes(desc[:4], "big")
+    if desc[4:8] != b"jumd" or dlen < 8 + 16 + 1:
+        return "unreadable"
+    return "c2pa" if desc[8:24] == C2PA_UUID else "other"
 
 
 def _jumbf_header(body, store: Store) -> None:

@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS outputs (
     UNIQUE (sha256)
 );
 CREATE INDEX IF NOT EXISTS outputs_payload ON outputs (payload);
+CREATE TABLE IF NOT EXISTS content_keys (
+    key INTEGER NOT NULL,
+    output INTEGER NOT NULL,
+    point INTEGER NOT NULL,
+    PRIMARY KEY (key, output, point)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS content_keys_output ON content_keys (output);
 """
 
 
@@ -94,7 +101,13 @@ class Ledger:
         self.close()
 
     def add(self, e: LedgerEntry) -> int:
+        """File an output (replacing a row of the same sha256), with the look-up keys of the
+        content descriptor its manifest carries (``detectors.content``)."""
+        keys = _content_keys(e.manifest)
         with self.db:
+            old = self.db.execute("SELECT id FROM outputs WHERE sha256 = ?", (e.sha256,)).fetchone()
+            if old:
+                self.db.execute("DELETE FROM content_keys WHERE output = ?", (old[0],))
             cur = self.db.execute(
                 "INSERT OR REPLACE INTO outputs (payload, sha256, phash, created, file_name, format,"
                 " width, height, record_json, manifest_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -110,6 +123,10 @@ class Ledger:
                     json.dumps(e.record, sort_keys=True),
                     json.dumps(e.manifest, sort_keys=True),
                 ),
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO content_keys (key, output, point) VALUES (?,?,?)",
+                [(k, cur.lastrowid, point) for point, k in keys],
             )
         return cur.lastrowid
 
@@ -150,7 +167,58 @@ class Ledger:
         hits = [(hamming(phash, e.phash), e) for e in self._rows()]
         return sorted(((d, e) for d, e in hits if d <= max_bits), key=lambda t: t[0])
 
+    def by_content(
+        self, keys: list[int], min_votes: int = 2, limit: int = 3
+    ) -> list[tuple[int, int]]:
+        """(votes, row id) of the outputs whose content keys meet ``keys`` (a copy's
+        ``detectors.content.query_keys``) at ``min_votes`` or more of their points, most first.
+        An index look-up per key; a ledger older than content binding has no such table."""
+        if self.db is None or not keys:
+            return []
+        try:
+            hits = {}
+            for i in range(0, len(keys), 900):  # SQLite's bound-parameter limit
+                chunk = keys[i : i + 900]
+                marks = ",".join("?" * len(chunk))
+                for out, point in self.db.execute(
+                    f"SELECT output, point FROM content_keys WHERE key IN ({marks})", chunk
+                ):
+                    hits.setdefault(out, set()).add(point)
+            ranked = sorted(
+                ((len(p), o) for o, p in hits.items() if len(p) >= min_votes), reverse=True
+            )[: 4 * limit]
+            # outputs before what was made from them (a talk page's previews, whose record has
+            # a "kind"): the previews of a fake must not crowd the fake itself out
+            derived = {}
+            if ranked:
+                marks = ",".join("?" * len(ranked))
+                derived = dict(
+                    self.db.execute(
+                        "SELECT id, json_extract(record_json, '$.kind') IS NOT NULL FROM outputs"
+                        f" WHERE id IN ({marks})",
+                        [o for _, o in ranked],
+                    ).fetchall()
+                )
+        except sqlite3.OperationalError:
+            return []
+        ranked.sort(key=lambda t: (derived.get(t[1], 1), -t[0], -t[1]))
+        return ranked[:limit]
+
+    def by_id(self, row_id: int) -> LedgerEntry | None:
+        rows = self._rows("WHERE id = ?", (row_id,))
+        return rows[0] if rows else None
+
     def count(self) -> int:
         if self.db is None:
             return 0
         return self.db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
+
+
+def _content_keys(manifest: dict) -> list[tuple[int, int]]:
+    from detectors import content
+
+    try:
+        desc = content.from_manifest(manifest)
+    except content.DescriptorError:
+        return []
+    return content.index_keys(desc) if desc is not None else []

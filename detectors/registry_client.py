@@ -51,7 +51,7 @@ DETACHED_OK = frozenset(
 
 PROVES = (
     "The registry returned a manifest store signed by {signer}; its signature validates here, "
-    "and its soft binding names the watermark payload this copy carries. That ties the copy to "
+    "and this picture matches the content the manifest was signed for. That ties the copy to "
     "a signed claim about an output, made by whoever holds that signing key. It does not prove "
     "that this copy is unaltered (its bytes differ from the signed file), that the signer is who "
     "they say (unless you trust their certificate), or anything about what the picture shows."
@@ -189,6 +189,8 @@ def empty_result(url: str | None = None) -> dict[str, Any]:
         "c2pa": None,
         "signature_valid": None,
         "binding_confirmed": None,
+        "record_found": False,
+        "content": None,
         "proves": None,
         "note": None,
     }
@@ -228,14 +230,18 @@ def recover(
                 matches = client.by_content(data, mime)
                 how = "content"
             out["candidates"] = matches[:5]
+            pointer = None
             for m in matches[:3]:
-                if how == "content" and int(m.get("similarityScore") or 0) < CONFIRMED_SCORE:
-                    continue
                 res = _check_match(client, m, how, mark, rgb, trust_anchors)
-                if res is not None:
+                if res is None:
+                    continue
+                if res["matched"]:
                     out.update(res)
                     return out
-            if matches:
+                pointer = pointer or res
+            if pointer is not None:
+                out.update(pointer)
+            elif matches:
                 out["note"] = (
                     "the registry returned candidates, none confirmed by this copy's watermark"
                 )
@@ -249,6 +255,11 @@ def recover(
 
 
 def _check_match(client, match: dict, how: str, mark, rgb, trust_anchors) -> dict | None:
+    """Fetch a candidate's manifest store and check it here: its signature, that its soft
+    binding names this copy's identifier (found by watermark) or that this picture is the
+    content it was signed for (``detectors.content``: found by content, and always once a
+    signed descriptor is there). None when the candidate does not concern this picture."""
+    from detectors import content
     from detectors.watermarks import ours
 
     manifest_id = str(match.get("manifestId") or "")
@@ -256,26 +267,42 @@ def _check_match(client, match: dict, how: str, mark, rgb, trust_anchors) -> dic
     c2pa = read_c2pa(store, mime="application/c2pa", trust_anchors=trust_anchors)
     sig_ok = c2pa.manifest_label == manifest_id and store_signature_ok(c2pa.status_codes)
     declared = [v.lower() for a, v in soft_bindings(c2pa.active_manifest) if a in KNOWN_ALGS]
+    check = None
+    if rgb is not None:
+        try:
+            desc = content.from_manifest(c2pa.active_manifest)
+            check = (
+                content.check(rgb, desc, (mark or {}).get("details", {}).get("mirrored")).to_dict()
+                if desc
+                else None
+            )
+        except content.DescriptorError as e:
+            check = {"outcome": "inconclusive", "method": "features", "reason": str(e)}
+    content_ok = bool(check and check["outcome"] == "match")
     if mark:
         payload = mark["payload"]
-        confirmed = payload in declared
+        bound = payload in declared
         detail = {
             "payload": payload,
             "method": f"{mark['scheme']} watermark read blind from this copy",
         }
     else:
-        confirmed, detail = False, {"payload": declared[0] if declared else None}
+        bound, detail = False, {"payload": declared[0] if declared else None}
         gen = c2pa.generation or {}
-        if declared and rgb is not None:
+        if declared and rgb is not None and not content_ok:
             size = (int(gen.get("width") or rgb.shape[1]), int(gen.get("height") or rgb.shape[0]))
             res = ours.match_copy(rgb, declared[0].lower(), size, ours.LEDGER_TRIES)
-            confirmed = bool(res.found)
+            bound = bool(res.found)
             detail.update(
                 method="known-payload watermark test on this copy",
                 p_value=res.details.get("p_value"),
                 agreeing_bits=res.details.get("agreeing_bits"),
             )
-    if not confirmed:
+        if content_ok:
+            detail["method"] = "content: this picture is what the manifest was signed for"
+        if check is None and bound:  # a manifest made before content binding
+            content_ok = False
+    if not (bound or content_ok):
         return None
     summary = shallow_dict(c2pa)
     trusted = "signingCredential.untrusted" not in (c2pa.status_codes or [])
@@ -284,8 +311,15 @@ def _check_match(client, match: dict, how: str, mark, rgb, trust_anchors) -> dic
     )
     summary["hard_binding"] = "not applicable: this copy's bytes are not the signed file's"
     signer = c2pa.signer or c2pa.issuer or "an unnamed signer"
+    if not sig_ok:
+        note = "the registry's manifest store does not validate: ignored"
+    elif not content_ok:
+        note = "the registry's signed manifest does not describe this picture (see content)"
+    else:
+        note = None
     return {
-        "matched": sig_ok,
+        "matched": sig_ok and content_ok,
+        "record_found": sig_ok,
         "how": how,
         "manifest_id": manifest_id,
         "similarity": match.get("similarityScore"),
@@ -293,6 +327,7 @@ def _check_match(client, match: dict, how: str, mark, rgb, trust_anchors) -> dic
         "c2pa": summary,
         "signature_valid": sig_ok,
         "binding_confirmed": detail,
-        "proves": PROVES.format(signer=signer) if sig_ok else None,
-        "note": None if sig_ok else "the registry's manifest store does not validate: ignored",
+        "content": check,
+        "proves": PROVES.format(signer=signer) if sig_ok and content_ok else None,
+        "note": note,
     }

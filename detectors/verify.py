@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,19 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from detectors import containers, image_io
+from detectors import containers, content, image_io
 from detectors.c2pa import C2paResult, read_c2pa, reconcile_store
+from detectors.evidence import Signal, collect, our_payload
 from detectors.fingerprint import CANDIDATE_BITS, hamming, phash_hex
 from detectors.metadata import MetadataReport, read_metadata
 from detectors.paths import local_ca_path
-from detectors.verdict import (
-    OUR_SCHEMES,
-    Signal,
-    Verdict,
-    decide,
-    manifest_declares_ai,
-    shallow_dict,
-)
+from detectors.verdict import Verdict, decide_from, shallow_dict
 from detectors.watermarks.shared import detect_watermarks
 
 SCHEMA = "fakestudio.verify/1"
@@ -121,12 +116,14 @@ def verify_image(
     ledger_path: str | os.PathLike | None = None,
     use_ledger: bool = True,
     registry: str | None = None,
+    online: bool = False,
 ) -> Report:
     """Run every check on one image file and decide. Never raises for a bad file: an image that
     cannot be read gets the verdict "unreadable" with the reason.
 
     ``registry``: a soft-binding registry's URL, asked only when the file carries no manifest
-    (``detectors.registry_client.recover``); never by default."""
+    (``detectors.registry_client.recover``); never by default. ``online``: let C2PA fetch
+    remote manifests and OCSP answers (``verify --online``); offline by default."""
     name = str(path)
     p = Path(path)
     info = image_io.new_info()
@@ -143,7 +140,13 @@ def verify_image(
         c2pa = C2paResult("error", message=info["reason"] or "cannot read the file")
     else:
         mime = info.get("mime")
-        c2pa = read_c2pa(data if data is not None else p, mime=mime, trust_anchors=anchors)
+        c2pa = read_c2pa(
+            data if data is not None else p,
+            mime=mime,
+            trust_anchors=anchors,
+            local_anchor=_local_ca(),
+            online=online,
+        )
         scan = containers.scan_container(data) if data is not None else containers.scan_file(p)
         c2pa = reconcile_store(c2pa, scan.stores)
         _container_notes(scan, c2pa, info)
@@ -185,18 +188,16 @@ def verify_image(
     c2pa_d = shallow_dict(c2pa)
     meta_d = meta.to_dict()
     readable = rgb is not None
-    verdict = decide(
-        registry=reg,
+    signals = collect(
         readable=readable,
         unreadable_reason=info.get("reason"),
         c2pa=c2pa_d,
         watermarks=watermarks,
         metadata=meta_d,
         ledger=ledger,
+        registry=reg,
     )
-    signals = _signals(c2pa_d, watermarks, meta_d, ledger, info, readable)
-    if reg.get("checked"):
-        signals.append(_registry_signal(reg))
+    verdict = decide_from(signals)
     image = {
         k: info.get(k)
         for k in (
@@ -240,27 +241,6 @@ def _registry(url: str, p: Path, data: bytes | None, mime, rgb, watermarks, anch
         except OSError as e:
             return {"checked": False, "url": url, "note": f"registry not asked: {e.strerror or e}"}
     return recover(url, data, mime=mime, rgb=rgb, watermarks=watermarks, trust_anchors=anchors)
-
-
-def _registry_signal(reg: dict) -> Signal:
-    if reg.get("matched"):
-        c2pa = reg.get("c2pa") or {}
-        who = c2pa.get("signer") or c2pa.get("issuer") or "?"
-        return Signal(
-            "registry",
-            "registry-match",
-            0.99,
-            {"url": reg.get("url"), "manifest_id": reg.get("manifest_id"), "how": reg.get("how")},
-            f"the registry {reg.get('url')} holds this output's signed manifest "
-            f"({reg.get('manifest_id')}, signed by {who}), matched by {reg.get('how')}",
-        )
-    return Signal(
-        "registry",
-        "registry-no-match",
-        0.5,
-        {"url": reg.get("url")},
-        reg.get("note") or f"the registry {reg.get('url')} has no manifest for this image",
-    )
 
 
 def _container_notes(scan, c2pa: C2paResult, info: dict) -> None:
@@ -342,16 +322,6 @@ def _anchors(user: list[bytes] | None) -> tuple[list[bytes], dict]:
     return anchors, {"user_anchors": len(user or []), "local_ca": local is not None}
 
 
-def _our_payload(watermarks: list[dict]) -> dict | None:
-    """The first of fakestudio's marks that was read with its identifier: the exact first
-    mark, else the durable one (after crops, resizes, rotations or flips)."""
-    for scheme in OUR_SCHEMES:
-        for w in watermarks:
-            if w.get("scheme") == scheme and w.get("found") and w.get("payload"):
-                return w
-    return None
-
-
 def _watermarks(rgb: np.ndarray) -> list[dict]:
     try:
         return [shallow_dict(r) for r in detect_watermarks(rgb, prescreen=PRESCREEN)]
@@ -369,7 +339,8 @@ def _watermarks(rgb: np.ndarray) -> list[dict]:
         ]
 
 
-# One read-only connection and one phash index per ledger file and process.
+# One read-only connection per ledger file, process and thread (an sqlite3 connection belongs
+# to the thread that opened it), and one phash index per ledger file and process.
 _ledger_lock = threading.Lock()
 _ledgers: dict[tuple, Any] = {}
 _phash_index: dict[tuple, list[tuple[int, str]]] = {}
@@ -383,24 +354,38 @@ def _open_ledger(ledger_path):
         ino = path.stat().st_ino
     except OSError:
         return None
-    key = (os.getpid(), str(path), ino)  # a ledger deleted and made anew is reopened
+    # a ledger deleted and made anew is reopened; each thread gets its own connection
+    key = (os.getpid(), threading.get_ident(), str(path), ino)
     with _ledger_lock:
         led = _ledgers.get(key)
         if led is None:
             led = Ledger(path, readonly=True)
             if led.db is None:
                 return None
+            if len(_ledgers) >= 64:  # threads come and go (a web server's pool): bounded
+                old = _ledgers.pop(next(iter(_ledgers)))
+                try:
+                    old.close()
+                except sqlite3.ProgrammingError:  # opened by another thread: dropped instead
+                    pass
             _ledgers[key] = led
         return led
 
 
 def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
+    """Your ledger's record of this picture, looked up by sha256, by the watermark's
+    identifier, by perceptual hash confirmed by the first mark's known payload, then by content
+    (a copy whose marks were removed or destroyed). Every record an identifier leads to is
+    compared with the picture (``detectors.content``): ``matched`` only when the picture is that
+    output; ``record_found`` with ``content`` saying why not otherwise."""
     out: dict[str, Any] = {
         "checked": False,
         "entries": 0,
         "matched": False,
+        "record_found": False,
         "how": None,
         "entry": None,
+        "content": None,
         "candidates": [],
     }
     try:
@@ -414,13 +399,19 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
             return out
         entry = led.by_sha256(sha)
         if entry is not None:
-            return _matched(out, entry, "sha256")
-        ours = _our_payload(watermarks)
+            same = {"outcome": "match", "method": "sha256", "reason": "the very bytes recorded"}
+            return _found(out, entry, "sha256", same)
+        ours = our_payload(watermarks)
         if ours:
             entries = led.by_payload(ours["payload"])
             if entries:
                 out["same_payload"] = len(entries)
-                return _matched(out, entries[-1], "watermark-payload")
+                mirrored = (ours.get("details") or {}).get("mirrored")
+                checked = [(e, _content_check(rgb, e, phash, mirrored)) for e in reversed(entries)]
+                entry, check = next(
+                    ((e, c) for e, c in checked if c and c["outcome"] == "match"), checked[0]
+                )
+                return _found(out, entry, "watermark-payload", check)
             out["note"] = "fakestudio watermark found, but its payload is not in this ledger"
             return out
         if phash is None or rgb is None:
@@ -447,13 +438,62 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
                 }
             )
             if confirmed:
-                res = _matched(out, cand, "phash+watermark")
+                res = _found(out, cand, "phash+watermark", _content_check(rgb, cand, phash))
                 res["phash_distance"] = dist
                 return res
-        return out
+        return _by_content(out, led, rgb)
     except Exception as e:  # noqa: BLE001 - a broken ledger must not stop a verify
         out["note"] = f"ledger not readable: {type(e).__name__}: {e}"[:300]
         return out
+
+
+def _by_content(out: dict, led, rgb) -> dict:
+    """No identifier read: look the picture up by its content (its keypoints' keys), and keep
+    the first candidate the content check confirms."""
+    has_keys = led.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'content_keys'").fetchone()
+    if not has_keys or not led.db.execute("SELECT 1 FROM content_keys LIMIT 1").fetchone():
+        return out
+    for votes, row in led.by_content(content.query_keys(rgb)):
+        cand = led.by_id(row)
+        if cand is None:
+            continue
+        check = _content_check(rgb, cand, None)
+        out["candidates"].append(
+            {
+                "ledger_id": cand.id,
+                "file_name": cand.file_name,
+                "content_votes": votes,
+                "confirmed": bool(check and check["outcome"] == "match"),
+            }
+        )
+        if check and check["outcome"] == "match":
+            res = _found(out, cand, "content", check)
+            res["content_votes"] = votes
+            return res
+    return out
+
+
+def _content_check(rgb, entry, phash, mirrored=None) -> dict | None:
+    """Compare the picture with a ledger row: its content descriptor (signed into the
+    manifest it keeps), else (rows made before content binding) its perceptual hash, which can
+    confirm an uncropped copy but never rule one out; None when nothing can be compared."""
+    if rgb is None:
+        return None
+    try:
+        desc = content.from_manifest(entry.manifest)
+    except content.DescriptorError as e:
+        return {"outcome": "inconclusive", "method": "features", "reason": str(e)}
+    if desc is not None:
+        return content.check(rgb, desc, mirrored).to_dict()
+    if phash and entry.phash and hamming(phash, entry.phash) <= CANDIDATE_BITS:
+        d = hamming(phash, entry.phash)
+        return {
+            "outcome": "match",
+            "method": "phash",
+            "phash_distance": d,
+            "reason": f"perceptual hashes {d} bits apart (a re-encoded or resized copy)",
+        }
+    return None
 
 
 def _phash_rows(led, count: int, max_id) -> list[tuple[str, str, int, int]]:
@@ -465,8 +505,7 @@ def _phash_rows(led, count: int, max_id) -> list[tuple[str, str, int, int]]:
     rows = _phash_index.get(key)
     if rows is None:
         sql = (
-            "SELECT sha256, phash, id, json_extract(record_json, '$.kind') IS NOT NULL "
-            "FROM outputs"
+            "SELECT sha256, phash, id, json_extract(record_json, '$.kind') IS NOT NULL FROM outputs"
         )
         rows = [(s, ph, int(derived), -i) for s, ph, i, derived in led.db.execute(sql)]
         _phash_index.clear()
@@ -491,8 +530,9 @@ def _confirm(rgb: np.ndarray, entry) -> tuple[bool, dict]:
     }
 
 
-def _matched(out: dict, entry, how: str) -> dict:
-    out.update(matched=True, how=how, entry=_entry_dict(entry))
+def _found(out: dict, entry, how: str, check: dict | None) -> dict:
+    matched = bool(check and check.get("outcome") == "match")
+    out.update(matched=matched, record_found=True, how=how, entry=_entry_dict(entry), content=check)
     return out
 
 
@@ -553,186 +593,3 @@ def _manifest_dst(manifest: dict) -> str | None:
                 if isinstance(act, dict) and act.get("digitalSourceType"):
                     return act["digitalSourceType"]
     return None
-
-
-def _signals(
-    c2pa: dict, watermarks: list[dict], meta: dict, ledger: dict, info: dict, readable: bool
-) -> list[Signal]:
-    sig: list[Signal] = []
-    state = c2pa.get("state")
-    who = c2pa.get("signer") or c2pa.get("issuer")
-    if state in ("valid-untrusted", "trusted"):
-        ai = manifest_declares_ai(c2pa)
-        conf = 1.0 if state == "trusted" else 0.9
-        sig.append(
-            Signal(
-                "c2pa",
-                "manifest-ai" if ai else "manifest-not-ai",
-                conf,
-                {
-                    "state": state,
-                    "signer": who,
-                    "digital_source_type": c2pa.get("digital_source_type"),
-                    "actions": c2pa.get("actions"),
-                },
-                f"{'trusted' if state == 'trusted' else 'valid, untrusted'} manifest signed by {who or '?'}"
-                + (
-                    f", digitalSourceType {str(c2pa.get('digital_source_type')).rsplit('/', 1)[-1]}"
-                    if c2pa.get("digital_source_type")
-                    else ", no digitalSourceType"
-                ),
-            )
-        )
-        sb = c2pa.get("soft_binding") or {}
-        ours = _our_payload(watermarks)
-        if sb.get("value") and ours:
-            same = sb["value"] == ours.get("payload")
-            sig.append(
-                Signal(
-                    "c2pa",
-                    "soft-binding-matches" if same else "soft-binding-mismatch",
-                    1.0,
-                    {"manifest": sb.get("value"), "watermark": ours.get("payload")},
-                    "the manifest's soft binding names the watermark found"
-                    if same
-                    else "the manifest's soft binding names another watermark payload",
-                )
-            )
-    elif state == "tampered":
-        sig.append(
-            Signal(
-                "c2pa",
-                "manifest-tampered",
-                1.0,
-                {"codes": c2pa.get("status_codes")},
-                c2pa.get("message") or "tampered",
-            )
-        )
-    elif state == "invalid-signature":
-        sig.append(
-            Signal(
-                "c2pa",
-                "manifest-invalid",
-                1.0,
-                {"codes": c2pa.get("status_codes")},
-                c2pa.get("message") or "invalid",
-            )
-        )
-    elif state == "remote-not-fetched":
-        sig.append(
-            Signal(
-                "c2pa",
-                "manifest-remote",
-                0.5,
-                {"url": c2pa.get("remote_url")},
-                "manifest stored remotely, not fetched (offline)",
-            )
-        )
-    elif state == "absent":
-        sig.append(Signal("c2pa", "no-manifest", 1.0, {}, "no C2PA manifest"))
-    else:
-        from detectors.verdict import credentials_broken
-
-        finding = "manifest-invalid" if credentials_broken(c2pa) else "manifest-unchecked"
-        sig.append(
-            Signal(
-                "c2pa",
-                finding,
-                0.5 if finding == "manifest-invalid" else 0.0,
-                {"state": state},
-                c2pa.get("message") or state or "not checked",
-            )
-        )
-
-    found = [w for w in watermarks if w.get("found")]
-    for w in found:
-        sig.append(
-            Signal(
-                "watermark",
-                "watermark-found",
-                w.get("confidence") or 0.0,
-                {
-                    "scheme": w.get("scheme"),
-                    "payload": w.get("payload"),
-                    "bit_accuracy": w.get("bit_accuracy"),
-                },
-                f"{w.get('scheme')} watermark found"
-                + (
-                    f" (payload {w['payload']})"
-                    if w.get("payload") and w.get("scheme") in OUR_SCHEMES
-                    else ""
-                )
-                + (
-                    " (present; its identifier could not be read)"
-                    if w.get("scheme") == "fakestudio-durable" and not w.get("payload")
-                    else ""
-                ),
-            )
-        )
-    if readable and not found:
-        usable = any(not (w.get("details") or {}).get("error") for w in watermarks)
-        if usable:
-            sig.append(
-                Signal(
-                    "watermark",
-                    "no-watermark",
-                    0.9,
-                    {},
-                    "no known invisible watermark (fakestudio's two marks, SD v1, SDXL)",
-                )
-            )
-        else:
-            sig.append(
-                Signal(
-                    "watermark",
-                    "watermark-unchecked",
-                    0.0,
-                    {},
-                    "image too small for the invisible watermarks",
-                )
-            )
-
-    for c in meta.get("claims") or []:
-        if c.get("ai"):
-            finding = "metadata-ai-claim"
-        elif c.get("kind") == "camera":
-            finding = "camera-claim"
-        else:
-            finding = "metadata-claim"
-        sig.append(
-            Signal(
-                "metadata",
-                finding,
-                0.3,
-                {"tool": c.get("tool"), "where": c.get("where")},
-                c.get("summary", ""),
-            )
-        )
-    for problem in meta.get("problems") or []:
-        sig.append(Signal("metadata", "metadata-malformed", 1.0, {}, problem))
-
-    if ledger.get("matched"):
-        conf = {"sha256": 1.0, "watermark-payload": 0.99, "phash+watermark": 0.99}.get(
-            ledger.get("how"), 0.5
-        )
-        entry = ledger.get("entry") or {}
-        sig.append(
-            Signal(
-                "ledger",
-                "ledger-match",
-                conf,
-                {"how": ledger.get("how"), "ledger_id": entry.get("ledger_id")},
-                f"your ledger holds this output ({entry.get('file_name')}, created {entry.get('created')}), matched by {ledger.get('how')}",
-            )
-        )
-    elif ledger.get("candidates"):
-        sig.append(
-            Signal(
-                "ledger",
-                "ledger-candidate",
-                0.3,
-                {"candidates": len(ledger["candidates"])},
-                "a similar image is in your ledger, not confirmed by its watermark",
-            )
-        )
-    return sig

@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "encounter": "fakestudio.commands.encounter:encounter",
     "demo": "fakestudio.commands.demo:demo",
     "registry": "fakestudio.commands.registry:registry",
+    "web": "fakestudio.commands.web:web",
 }
 
 

@@ -242,7 +242,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
             ],
         ],
     )
-    say(f"talk page: {page}")
+    say(f"talk page: {page}; in the browser, with a live quiz: fakestudio web --talk {out}")
     if cfg.open:
         webbrowser.open(page.resolve().as_uri())
     return DemoResult(page, fake.path, loras, verdicts, timings)

@@ -78,6 +78,7 @@ def test_audit_counts_every_case_and_never_crashes(mixed):
         "labelled": 1,
         "unlabelled": 4,
         "tampered": 2,
+        "mismatch": 0,
         "ai-metadata": 0,
         "unreadable": 7,
     }
@@ -101,6 +102,7 @@ def test_audit_of_the_shared_fixtures(fixtures_dir):
         "labelled": 1,  # C.jpg: algorithmicMedia, valid (untrusted without the test anchors)
         "unlabelled": 10,
         "tampered": 2,
+        "mismatch": 0,
         "ai-metadata": 8,
         "unreadable": 0,
     }

@@ -372,6 +372,9 @@ def _signed_with_both_marks(payload: str, seed: int, fmt: int = 2) -> bytes:
             },
         }
     )
+    from detectors import content
+
+    manifest["assertions"].append(content.assertion(content.describe(marked)))
     buf = io.BytesIO()
     Image.fromarray(marked).save(buf, "PNG")
     return sign_bytes(buf.getvalue(), "image/png", manifest, ensure_identity())

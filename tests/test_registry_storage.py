@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 
-from fakestudio.registry.storage import Publication, bands, phash_int
+from fakestudio.registry.storage import MIGRATIONS, Publication, bands, phash_int
 from tests.conftest_registry import pg_server_fixture, storage_fixture  # noqa: F401
 
 ALG = "org.fakestudio.wm.dwtdctsvd.v1"
@@ -28,7 +28,7 @@ def pub(i: int, phash: str | None = None, **kw) -> Publication:
 
 
 def test_migrations_are_recorded_and_idempotent(storage):
-    assert storage.schema_version() == 1
+    assert storage.schema_version() == len(MIGRATIONS) == 2
     assert storage.migrate() == []  # a second server starting on the same database
     assert storage.counts() == {"manifests": 0, "bindings": 0}
 

@@ -21,7 +21,15 @@ from click.testing import CliRunner
 from PIL import Image
 
 from detectors import image_io
-from detectors.verdict import EXIT_CODES, MESSAGES, OUTCOMES, combined_exit_code, decide
+from detectors.evidence import FINDINGS, SOURCES, WEIGHTS
+from detectors.verdict import (
+    EXIT_CODES,
+    MESSAGES,
+    OUTCOMES,
+    TIERS,
+    combined_exit_code,
+    decide,
+)
 from detectors.verify import SCHEMA, detect_watermarks, verify_image
 from fakestudio.cli import cli
 from tests.conftest import FIXTURES as SHARED_FIXTURES
@@ -317,7 +325,10 @@ def test_json_schema_is_stable(labelled):
         "exit_code",
         "category",
         "reasons",
+        "tier",
+        "rule",
     }
+    assert rep["verdict"]["tier"] in TIERS
     assert {
         "width",
         "height",
@@ -379,8 +390,9 @@ def test_json_schema_is_stable(labelled):
         "provenance",
     } == set(rep["ledger"]["entry"])
     for sig in rep["signals"]:
-        assert set(sig) == {"source", "finding", "confidence", "details", "summary"}
-        assert sig["source"] in ("c2pa", "watermark", "metadata", "ledger", "forensics")
+        assert set(sig) == {"source", "finding", "confidence", "details", "summary", "weight"}
+        assert sig["source"] in SOURCES and sig["finding"] in FINDINGS
+        assert sig["weight"] == FINDINGS[sig["finding"]][1] and sig["weight"] in WEIGHTS
         assert 0.0 <= sig["confidence"] <= 1.0
     assert re.fullmatch(r"[0-9a-f]{16}", rep["phash"]) and re.fullmatch(
         r"[0-9a-f]{64}", rep["sha256"]
@@ -598,6 +610,7 @@ def test_exit_codes():
         "ai-metadata": 0,
         "credentials-not-ai": 1,
         "no-provenance": 1,
+        "label-mismatch": 3,
         "tampered": 3,
         "unreadable": 4,
     }
@@ -754,10 +767,27 @@ def test_previews_do_not_crowd_their_source_out_of_the_ledger_search(tmp_path):
     with Image.open(fake.path) as im:
         for side in (512, 500, 480, 470):  # four previews, near-identical to the fake
             labelled_preview(fake.path, im, side, ledger_path=ledger, where="talk.html")
-    # the same picture without any mark: only its perceptual hash can point at the ledger
+    # the same picture without any mark: no identifier points at the ledger; its perceptual
+    # hash and its content do, and the content check confirms the fake itself, not a preview
     twin = tmp_path / "twin.jpg"
     photo_like(512, 512, seed=5).save(twin, "JPEG", quality=90)
     rep = verify_image(twin, ledger_path=ledger).to_dict()
     names = [c["file_name"] for c in rep["ledger"]["candidates"]]
     assert names and names[0] == fake.path.name, names
-    assert not rep["ledger"]["matched"]  # nothing in the pixels confirms it: never a match
+    assert not any(c.get("confirmed") for c in rep["ledger"]["candidates"] if "phash_distance" in c)
+    assert rep["ledger"]["matched"] and rep["ledger"]["how"] == "content"
+    assert rep["ledger"]["entry"]["file_name"] == fake.path.name
+
+
+def test_threads_each_read_the_ledger(labelled):
+    """A connection belongs to the thread that opened it: verifies on several threads (a web
+    server's pool) each recover the same copy from the ledger."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        rep = verify_image(labelled["copies"] / "q75.jpg", ledger_path=labelled["ledger"])
+        return rep.ledger.get("matched"), rep.ledger.get("note")
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(8)))
+    assert all(m for m, _ in results), results

@@ -52,6 +52,7 @@ KIND_LABELS = {
     "credentials-not-ai": "Credentials, AI not declared",
     "no-provenance": "No provenance found",
     "tampered": "Tampered or invalid",
+    "label-mismatch": "Label copied from another picture",
     "unreadable": "Unreadable",
     "unknown": "Not verified",
 }
@@ -64,6 +65,7 @@ KIND_COLOURS = {
     "credentials-not-ai": (62, 88, 110),
     "no-provenance": (85, 85, 85),
     "tampered": (192, 38, 45),
+    "label-mismatch": (176, 32, 96),
     "unreadable": (120, 120, 120),
     "unknown": (110, 110, 110),
 }
@@ -401,6 +403,7 @@ def _report_view(
                 "summary": _text(s.get("summary") or "", MAX_TEXT),
                 "confidence": _confidence(s.get("confidence")),
                 "details": _kv(s.get("details"), limit=12),
+                "weight": _text(s.get("weight") or "", 20),
             }
         )
     c2pa = report.get("c2pa") if isinstance(report.get("c2pa"), dict) else None
@@ -445,6 +448,11 @@ def _report_view(
         ledger_rows.append(
             ("Match", f"yes, by {ledger.get('how')}" if ledger.get("matched") else "none")
         )
+        check = ledger.get("content")
+        if ledger.get("record_found") and isinstance(check, dict):
+            ledger_rows.append(
+                ("Content check", f"{check.get('outcome')}: {check.get('reason', '')}")
+            )
         ledger_rows += [(f"entry.{k}", v) for k, v in _kv(ledger.get("entry"), limit=12)]
         for cand in (ledger.get("candidates") or [])[:3]:
             ledger_rows.append(("Candidate", _flat(cand)))

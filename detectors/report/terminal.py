@@ -22,6 +22,7 @@ STYLES = {
     "labelled": "bold magenta",
     "unlabelled": "bold white",
     "tampered": "bold red",
+    "mismatch": "bold red",
     "ai-metadata": "bold yellow",
     "unreadable": "bold bright_black",
 }
@@ -29,10 +30,19 @@ CATEGORY_LABELS = {
     "labelled": "labelled AI (manifest, watermark or ledger)",
     "unlabelled": "no provenance found",
     "tampered": "tampered or invalid credentials",
+    "mismatch": "label copied from another picture",
     "ai-metadata": "AI metadata only (unsigned claims)",
     "unreadable": "unreadable",
 }
 MAX_SHOWN = 300  # characters of any one value
+TIER_WORDS = {
+    "confirmed": "a valid signature, and this picture is what was signed",
+    "recorded": "your own ledger holds it, and this picture matches",
+    "claimed": "a watermark or metadata, nothing signed behind it",
+    "mismatch": "the label belongs to another picture",
+    "broken": "credentials present but not holding",
+    "none": "nothing to go on",
+}
 
 
 def render_report(report: dict, console: Console | None = None) -> None:
@@ -47,7 +57,11 @@ def report_renderable(report: dict) -> Group:
     head = Text()
     head.append(f"{printable(report.get('file', '?'))}\n", style="bold")
     head.append(_clip(v.get("headline", "")), style=style)
-    head.append(f"\noutcome: {v.get('outcome')}   exit code: {v.get('exit_code')}", style="dim")
+    head.append(
+        f"\noutcome: {v.get('outcome')}   tier: {v.get('tier', '?')} ({TIER_WORDS.get(v.get('tier'), '')})"
+        f"   exit code: {v.get('exit_code')}",
+        style="dim",
+    )
     parts: list[Any] = [Panel(head, border_style=style.replace("bold ", ""), expand=True)]
 
     ev = Table.grid(padding=(0, 2))
@@ -88,7 +102,9 @@ def render_audit_files(
     console = console or Console()
     order = {
         c: i
-        for i, c in enumerate(("tampered", "unreadable", "unlabelled", "ai-metadata", "labelled"))
+        for i, c in enumerate(
+            ("mismatch", "tampered", "unreadable", "unlabelled", "ai-metadata", "labelled")
+        )
     }
     rows = sorted(
         reports,
@@ -143,6 +159,22 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
     ):
         if c.get(key):
             lines.append(f"{label}: {c[key]}")
+    if c.get("trust_note"):
+        lines.append(f"who vouches: {c['trust_note']}")
+    ts = c.get("timestamp") or {}
+    if ts.get("time") or ts.get("authority"):
+        vouched = {True: "vouched for", False: "not vouched for", None: "not checked"}
+        lines.append(
+            f"time-stamp: {ts.get('time') or '?'} by {ts.get('authority') or 'an authority'} "
+            f"({vouched.get(ts.get('trusted'))})"
+        )
+    for ident in c.get("identities") or []:
+        state = {True: "trusted", False: "NOT trusted", None: "trust not checked"}
+        lines.append(
+            f"identity: {ident.get('who') or '?'} via {ident.get('credential')}"
+            f"{' issued by ' + ident['issuer'] if ident.get('issuer') else ''} "
+            f"({state.get(ident.get('trusted'))}; {ident.get('note')})"
+        )
     if c.get("generator"):
         lines.append("generator: " + _generator(c["generator"]))
     if c.get("actions"):
@@ -190,7 +222,14 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
 
     led = report.get("ledger") or {}
     ll: list[str] = []
-    if led.get("matched"):
+    if led.get("record_found") and not led.get("matched"):
+        e = led.get("entry") or {}
+        ll.append(
+            f"the watermark points to ledger #{e.get('ledger_id')} {e.get('file_name')} "
+            f"({e.get('width')}x{e.get('height')} {e.get('format')}), created {e.get('created')}"
+        )
+        ll.append(_content_line(led.get("content")))
+    elif led.get("matched"):
         e = led.get("entry") or {}
         ll.append(
             f"match by {led.get('how')}: ledger #{e.get('ledger_id')} {e.get('file_name')} ({e.get('width')}x{e.get('height')} {e.get('format')}), created {e.get('created')}"
@@ -198,6 +237,8 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
         prov = e.get("provenance") or {}
         if prov:
             ll.append(_provenance_line(prov))
+        if led.get("how") != "sha256":
+            ll.append(_content_line(led.get("content")))
         for cand in led.get("candidates") or []:
             if cand.get("confirmed"):
                 ll.append(
@@ -232,7 +273,15 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
                     f"generation: {(gen.get('base_model') or {}).get('name')}, seed {gen.get('seed')}, "
                     f"{len(gen.get('loras') or [])} LoRA(s)"
                 )
+            rl.append(_content_line(reg.get("content")))
             rl.append(reg.get("proves") or "")
+        elif reg.get("record_found"):
+            c = reg.get("c2pa") or {}
+            rl.append(
+                f"{reg.get('url')}: the watermark points to manifest {reg.get('manifest_id')}, "
+                f"signed by {c.get('signer') or c.get('issuer') or '?'} ({c.get('state')})"
+            )
+            rl.append(_content_line(reg.get("content")))
         else:
             rl.append(reg.get("note") or f"{reg.get('url')}: no match")
         out.append(("Registry", rl))
@@ -250,6 +299,18 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
     fl += [printable(n) for n in img.get("notes") or []]
     out.append(("File", fl or ["-"]))
     return out
+
+
+def _content_line(check: dict | None) -> str:
+    """What the content check found: the picture against the record the label points to."""
+    if not check:
+        return "content: the record holds no content description (labelled before content binding)"
+    words = {
+        "match": "this picture IS that output",
+        "mismatch": "this picture is NOT that output",
+        "inconclusive": "could not tell whether this picture is that output",
+    }
+    return f"content: {words.get(check.get('outcome'), check.get('outcome'))}; {check.get('reason', '')}"
 
 
 def _provenance_line(p: dict) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from fakestudio.commands.options import tsa_option
 from fakestudio.errors import UserError
 
 KIND_STYLES = {
@@ -51,7 +52,8 @@ KIND_STYLES = {
     default=None,
     help="PEM file of root certificates to trust when checking Content Credentials.",
 )
-def compare(a, b, html_out, png_out, as_json, trust_anchors):
+@tsa_option
+def compare(a, b, html_out, png_out, as_json, trust_anchors, tsa=None):
     """Compare images A and B: both verdicts, perceptual-hash distances, SSIM and a
     difference heat map (same shape only), frequency spectra, and plain-language notes.
 
@@ -81,24 +83,29 @@ def compare(a, b, html_out, png_out, as_json, trust_anchors):
     for out in (html_out, png_out):
         if out is not None and not out.parent.is_dir():
             raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
+    if tsa and png_out is None:
+        raise UserError("--tsa time-stamps the signed --png poster: give --png too")
 
     try:
         cmp = compare_images(a, b, trust_anchors=anchors)
     except ImageError as e:
         raise UserError(str(e)) from None
 
+    from fakestudio.label.manifest import time_stamping
+
     written = {}
     try:
-        if html_out is not None:
-            from detectors.report.html import write_compare
+        with time_stamping(tsa):  # the authority is checked before anything is written
+            if html_out is not None:
+                from detectors.report.html import write_compare
 
-            written["html"] = str(write_compare(cmp, html_out))
-        if png_out is not None:
-            # the poster shows the images: labelled as a composite, through the labeller
-            from fakestudio.label.derived import write_poster
+                written["html"] = str(write_compare(cmp, html_out))
+            if png_out is not None:
+                # the poster shows the images: labelled as a composite, through the labeller
+                from fakestudio.label.derived import write_poster
 
-            write_poster(cmp, png_out)
-            written["png"] = str(png_out)
+                write_poster(cmp, png_out)
+                written["png"] = str(png_out)
     except OSError as e:
         raise UserError(f"cannot write {e.filename or 'the report'}: {e.strerror or e}") from None
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from fakestudio.commands.options import tsa_option
+
 
 @click.command()
 @click.option(
@@ -51,7 +53,10 @@ import click
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--device", default=None)
 @click.option("--open", "open_", is_flag=True, help="Open the talk page in a browser.")
-def demo(out, samples, people, consent, base, train_steps, gen_steps, size, seed, device, open_):
+@tsa_option
+def demo(
+    out, samples, people, consent, base, train_steps, gen_steps, size, seed, device, open_, tsa=None
+):
     """Prepare two datasets, train two LoRAs, make their encounter, label it, verify it,
     simulate a social-media upload, verify again, compare with a photo, and write an HTML
     talk page: real versus fake, what each check found, and why not to trust your eyes."""
@@ -73,5 +78,8 @@ def demo(out, samples, people, consent, base, train_steps, gen_steps, size, seed
         open=open_,
         device=device,
     )
-    result = run_demo(cfg, say=lambda m: click.echo(m, err=True))
+    from fakestudio.label.manifest import time_stamping
+
+    with time_stamping(tsa):
+        result = run_demo(cfg, say=lambda m: click.echo(m, err=True))
     click.echo(str(result.talk_page))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fakestudio.commands.options import render_options
+from fakestudio.commands.options import render_options, tsa_option
 from fakestudio.commands.registry import publish_options
 
 
@@ -61,6 +61,7 @@ from fakestudio.commands.registry import publish_options
 )
 @render_options
 @publish_options
+@tsa_option
 def encounter(
     persons,
     scene,
@@ -72,6 +73,7 @@ def encounter(
     as_json,
     publish_url=None,
     registry_token=None,
+    tsa=None,
     **render,
 ):
     """Generate a fictitious encounter of two people, each from their own LoRA.
@@ -101,9 +103,13 @@ def encounter(
     )
     check_config(cfg)
     from fakestudio.commands.registry import publish_written, resolve_publish
+    from fakestudio.label.manifest import time_stamping
 
     publish_url, registry_token = resolve_publish(publish_url, registry_token)
-    with step_progress("composing the encounter", quiet=as_json) as on_step:
+    with (
+        time_stamping(tsa),
+        step_progress("composing the encounter", quiet=as_json) as on_step,
+    ):
         written = run(cfg, on_step=on_step)
     from fakestudio.commands import echo_written
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fakestudio.commands.options import render_options
+from fakestudio.commands.options import render_options, tsa_option
 from fakestudio.commands.registry import publish_options
 
 
@@ -23,7 +23,10 @@ from fakestudio.commands.registry import publish_options
 )
 @render_options
 @publish_options
-def generate(prompt, loras, lora_dir, as_json, publish_url=None, registry_token=None, **render):
+@tsa_option
+def generate(
+    prompt, loras, lora_dir, as_json, publish_url=None, registry_token=None, tsa=None, **render
+):
     """Generate labelled images from PROMPT.
 
     \b
@@ -34,6 +37,7 @@ def generate(prompt, loras, lora_dir, as_json, publish_url=None, registry_token=
     from fakestudio.commands.registry import publish_written, resolve_publish
     from fakestudio.generate import GenerateConfig, check_config
     from fakestudio.generate import generate as run
+    from fakestudio.label.manifest import time_stamping
     from fakestudio.lora import parse_lora_arg
     from fakestudio.progress import step_progress
 
@@ -46,7 +50,10 @@ def generate(prompt, loras, lora_dir, as_json, publish_url=None, registry_token=
     check_config(cfg)
     publish_url, registry_token = resolve_publish(publish_url, registry_token)
     n = cfg.n
-    with step_progress(f"generating {n} image{'s' if n > 1 else ''}", quiet=as_json) as on_step:
+    with (
+        time_stamping(tsa),
+        step_progress(f"generating {n} image{'s' if n > 1 else ''}", quiet=as_json) as on_step,
+    ):
         written = run(cfg, on_step=on_step)
     published = publish_written(written, publish_url, registry_token)
     echo_written(written, as_json, published)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from fakestudio.commands.options import tsa_option
 from fakestudio.commands.registry import publish_options
 
 
@@ -35,7 +36,10 @@ from fakestudio.commands.registry import publish_options
 @click.option("--badge", is_flag=True, help="Also stamp a visible 'AI-generated' badge.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @publish_options
-def label(images, out, generator, fmt, badge, as_json, publish_url=None, registry_token=None):
+@tsa_option
+def label(
+    images, out, generator, fmt, badge, as_json, publish_url=None, registry_token=None, tsa=None
+):
     """Write labelled copies of AI images made elsewhere (Automatic1111, ComfyUI, any).
 
     \b
@@ -54,20 +58,24 @@ def label(images, out, generator, fmt, badge, as_json, publish_url=None, registr
     \b
     Every input is checked before anything is written. Exit codes: 0 written; 2 bad input
     (a missing file, not an image, an animation, under 256x256 pixels, no generator known,
-    --out being the originals' folder, two inputs with one output name, an unwritable folder):
-    one line, nothing written.
+    --out being the originals' folder, two inputs with one output name, an unwritable folder,
+    a --tsa that gives no time-stamp): one line, nothing written.
     """
     from fakestudio.commands import echo_written
     from fakestudio.commands.registry import publish_written, resolve_publish
     from fakestudio.label.copies import CopyConfig, label_copies
+    from fakestudio.label.manifest import time_stamping
     from fakestudio.progress import step_progress
 
     cfg = CopyConfig(out=out, generator=generator, fmt=fmt, badge=badge)
     publish_url, registry_token = resolve_publish(publish_url, registry_token)
     n = len(images)
-    with step_progress(
-        f"labelling {n} image{'s' if n > 1 else ''}", quiet=as_json, unit="images", after=1.0
-    ) as on_done:
+    with (
+        time_stamping(tsa),
+        step_progress(
+            f"labelling {n} image{'s' if n > 1 else ''}", quiet=as_json, unit="images", after=1.0
+        ) as on_done,
+    ):
         copies = label_copies(list(images), cfg, on_done=on_done)
     published = publish_written([c.written for c in copies], publish_url, registry_token)
     if as_json:

@@ -124,3 +124,16 @@ def render_options(command):
     for option in reversed(RENDER_OPTIONS):
         command = option(command)
     return command
+
+
+def tsa_option(command):
+    """`--tsa URL`: an RFC 3161 time-stamp authority for every signature the command makes
+    (passed as `tsa`, not part of the render options; see `label.manifest.time_stamping`)."""
+    return click.option(
+        "--tsa",
+        "tsa",
+        default=None,
+        metavar="URL",
+        help="Time-stamp every signature at this RFC 3161 time-stamp authority (one request per "
+        "file; checked before any work). Default: none, and nothing touches the network.",
+    )(command)

@@ -125,12 +125,9 @@ def serve(db, host, port, max_body, rate_limit, burst, trust_anchors):
     fakestudio registry serve                              # SQLite, 127.0.0.1:8710
     fakestudio registry serve --db postgresql://registry@localhost/registry --host 0.0.0.0
     """
-    import socket
-
-    import uvicorn
-
     from fakestudio.commands.verify import read_trust_anchors
     from fakestudio.registry.app import RegistryConfig, create_app
+    from fakestudio.serving import bound_port, listen, uvicorn_server
 
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port}: must be 0..65535")
@@ -145,15 +142,14 @@ def serve(db, host, port, max_body, rate_limit, burst, trust_anchors):
     )
     app = create_app(storage, cfg)
     try:
-        sock = socket.create_server((host, port), reuse_port=False)
+        sock = listen(host, port)
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
-    bound = sock.getsockname()[1]
+    bound = bound_port(sock)
     click.echo(f"fakestudio registry: serving on http://{host}:{bound}", err=True)
     sys.stderr.flush()
-    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn_server(app).run(sockets=[sock])
     finally:
         storage.close()
 

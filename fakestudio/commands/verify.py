@@ -17,13 +17,18 @@ from fakestudio.errors import UserError
 EXIT_CODES_HELP = """
 \b
 Exit codes:
-  0  labelled AI: a manifest declaring AI, an AI watermark, provenance recovered
-     from your ledger, or AI-generator metadata (an unsigned claim)
+  0  labelled AI: a manifest declaring AI, provenance recovered from a registry or
+     your ledger (this picture matches the record), or only claimed by an AI
+     watermark or AI-generator metadata (see the tier)
   1  no provenance found, or credentials that do not declare AI
   2  usage error (bad option, missing file or folder)
-  3  tampered: a manifest is present but invalid (pixels or credentials changed)
+  3  tampered: a manifest is present but invalid (pixels or credentials changed);
+     or label-mismatch: the label was copied from another picture
   4  unreadable: the file could not be analysed
 With several images the most urgent code wins: 3, then 4, then 1, then 0.
+Tiers: confirmed (signed, and this picture is what was signed), recorded (your
+ledger, and this picture matches), claimed (a watermark or metadata: copyable),
+mismatch, broken, none.
 """
 
 AUDIT_EXIT_HELP = """
@@ -32,7 +37,7 @@ Exit codes:
   0  done, and nothing in the --fail-on categories (always 0 without --fail-on)
   1  --fail-on unlabelled or ai-metadata matched at least one file
   2  usage error (bad option, missing folder)
-  3  --fail-on tampered matched at least one file
+  3  --fail-on tampered or mismatch matched at least one file
   4  --fail-on unreadable matched at least one file
   130 interrupted (Ctrl-C): the reports, CSV and JSON hold the files done so far
 The most urgent code wins: 3, then 4, then 1.
@@ -48,6 +53,15 @@ def _trust_option(f):
         metavar="PEM",
         help="Root certificates (PEM) to trust for C2PA; repeatable. Your local signing "
         "identity's CA is always trusted.",
+    )(f)
+
+
+def _online_option(f):
+    return click.option(
+        "--online",
+        is_flag=True,
+        help="Let C2PA fetch a manifest stored at a remote address and ask OCSP responders "
+        "whether the signer's certificate was revoked. Off by default: nothing is fetched.",
     )(f)
 
 
@@ -132,8 +146,17 @@ def ledger_choice(ledger: Path | None, no_ledger: bool) -> tuple[Path | None, bo
     help="Also write a self-contained HTML report (one image) to this file.",
 )
 @_time_limit_option("an image that takes longer is reported unreadable")
+@_online_option
 def verify(
-    images, as_json, trust_anchors, ledger, no_ledger, html_out, time_limit, registry=None
+    images,
+    as_json,
+    trust_anchors,
+    ledger,
+    no_ledger,
+    html_out,
+    time_limit,
+    registry=None,
+    online=False,
 ):
     """Say what can and cannot be said about where each image came from.
 
@@ -145,7 +168,7 @@ def verify(
     \b
     fakestudio verify photo.jpg
     fakestudio verify out/*.png --json
-    fakestudio verify cloud.jpg --trust-anchors roots.pem
+    fakestudio verify cloud.jpg --online --trust-anchors roots.pem
     """
     from detectors.audit import TimeUp, deadline, error_report, timeout_reason
     from detectors.verdict import combined_exit_code
@@ -175,6 +198,7 @@ def verify(
                     ledger_path=ledger_path,
                     use_ledger=use_ledger,
                     registry=registry,
+                    online=online,
                 ).to_dict()
         except TimeUp:
             rep = error_report(str(p), timeout_reason(time_limit))
@@ -210,7 +234,7 @@ def verify(
     "fail_on",
     default="",
     metavar="CATEGORIES",
-    help="Comma-separated: unlabelled, tampered, ai-metadata, unreadable. Exit non-zero when "
+    help="Comma-separated: unlabelled, tampered, mismatch, ai-metadata, unreadable. Exit non-zero when "
     "any file falls in one (a CI gate for teams that must label their outputs).",
 )
 @click.option(
@@ -247,6 +271,7 @@ def verify(
     default=None,
     help="Also write a self-contained HTML summary page to this file.",
 )
+@_online_option
 def audit(
     folder,
     as_json,
@@ -262,6 +287,7 @@ def audit(
     registry=None,
     engine="local",
     address=None,
+    online=False,
 ):
     """Verify every image under FOLDER (recursively) and count what was found.
 
@@ -296,7 +322,9 @@ def audit(
     anchors = read_trust_anchors(trust_anchors)
     ledger_path, use_ledger = ledger_choice(ledger, no_ledger)
     registry = registry_choice(registry)
-    extra = {"registry": registry} if registry else {}
+    extra: dict = {"registry": registry} if registry else {}
+    if online:
+        extra["online"] = True
     if address and engine != "ray":
         raise UserError("--address is for --engine ray")
     if engine == "ray":

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from detectors import content
 from detectors.files import atomic_write, probe_writable
 from detectors.fingerprint import phash_hex, sha256_bytes
 from detectors.ledger import Ledger, LedgerEntry
@@ -152,6 +153,11 @@ def label_pixels(
         if not _mark_survives(encoded, payload):
             raise UserError(f"the watermark does not survive {fmt} encoding of this image; use png")
     manifest = manifest_for(marks)
+    # what the picture is, signed with it: a label copied onto another picture is caught by
+    # comparing that picture with this (detectors.content)
+    manifest["assertions"].append(
+        content.assertion(content.describe(np.asarray(pixels.convert("RGB"))))
+    )
     identity = opts.identity or ensure_identity()
     data = sign_bytes(encoded, FORMATS[fmt], manifest, identity, ingredients)
     return Labelled(data, payload, manifest, pixels)

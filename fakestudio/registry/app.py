@@ -46,6 +46,7 @@ from fakestudio.registry.tokens import hash_token
 log = logging.getLogger("fakestudio.registry")
 
 PHASH_ALG = "org.fakestudio.phash.dct64.v1"  # the server's own fingerprint for byContent
+CONTENT_ALG = "org.fakestudio.content.orb.v1"  # keypoint look-up keys (detectors.content.ALG)
 C2PA_MIME = "application/c2pa"
 
 
@@ -179,7 +180,7 @@ def create_app(storage: SqlStorage, config: RegistryConfig | None = None) -> Sta
     async def by_content(request: Request):
         limit = max_results(request)
         alg = request.query_params.get("alg")
-        known = set(decoders()) | {PHASH_ALG}
+        known = set(decoders()) | {PHASH_ALG, CONTENT_ALG}
         if alg and alg not in known:
             raise Refused(400, "unsupported-alg", f"alg {alg!r} is not supported here")
         body = await read_body(request)
@@ -250,7 +251,7 @@ def create_app(storage: SqlStorage, config: RegistryConfig | None = None) -> Sta
         return JSONResponse(
             {
                 "watermarks": [{"alg": a} for a in sorted(decoders())],
-                "fingerprints": [{"alg": PHASH_ALG}],
+                "fingerprints": [{"alg": PHASH_ALG}, {"alg": CONTENT_ALG}],
             }
         )
 
@@ -350,6 +351,15 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
                     if res.found:
                         score = 95
                 add(row, score, evidence)
+    if alg in (None, CONTENT_ALG):
+        from detectors import content
+
+        for votes, row in storage.by_content(content.query_keys(rgb), content.MIN_VOTES, limit):
+            if row.manifest_id in found:
+                found[row.manifest_id]["evidence"]["content_votes"] = votes
+                continue
+            # a candidate only: the client confirms it with the manifest's signed descriptor
+            add(row, min(90, 40 + 5 * votes), {"content_votes": votes})
     ranked = sorted(found.values(), key=lambda m: -m["similarityScore"])
     return ranked[:limit]
 

@@ -172,6 +172,7 @@ def check_publication(
     except (OSError, ValueError, TypeError):
         raise Refused(422, "unreadable-asset", "the asset's pixels cannot be hashed") from None
     return Publication(
+        content_keys=_content_keys(c2pa.active_manifest, rgb),
         manifest_id=manifest_id,
         store=store,
         format=sniffed,
@@ -184,6 +185,27 @@ def check_publication(
         asset_sha256=sha256_bytes(asset),
         publisher=publisher,
     )
+
+
+def _content_keys(active_manifest: dict | None, rgb: np.ndarray) -> list[tuple[int, int]]:
+    """The look-up keys of the manifest's signed content descriptor, filed only when that
+    descriptor describes the asset published with it (a descriptor of some other picture would
+    let a publisher's manifest answer for that picture)."""
+    from detectors import content
+
+    try:
+        desc = content.from_manifest(active_manifest)
+    except content.DescriptorError as e:
+        raise Refused(422, "invalid-content", f"the manifest's content descriptor: {e}") from None
+    if desc is None:
+        return []
+    if content.check(rgb, desc).outcome != "match":
+        raise Refused(
+            422,
+            "content-mismatch",
+            "the manifest's content descriptor does not describe the asset's pixels",
+        )
+    return content.index_keys(desc)
 
 
 def _pixels(asset: bytes) -> np.ndarray:

@@ -56,6 +56,7 @@ class Publication:
     phash: str  # 16 hex digits
     bindings: list[tuple[str, str]]  # (alg, value) pairs the manifest declares
     signer: str | None = None
+    content_keys: list[tuple[int, int]] = field(default_factory=list)  # (point, key)
     title: str | None = None
     asset_sha256: str | None = None
     publisher: int | None = None
@@ -166,6 +167,24 @@ MIGRATIONS: list[tuple[int, list[str], list[str]]] = [
                 id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
                 created TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)""",
+        ],
+    ),
+    (
+        # content look-up (detectors.content): a manifest's signed content descriptor, filed
+        # under the bit-sampled keys of its keypoints; (key, manifest, point) so a look-up is an
+        # index range per key and the votes count distinct points
+        2,
+        [
+            """CREATE TABLE content_keys (
+                key INTEGER NOT NULL, manifest INTEGER NOT NULL, point INTEGER NOT NULL,
+                PRIMARY KEY (key, manifest, point)) WITHOUT ROWID""",
+            "CREATE INDEX content_keys_manifest ON content_keys (manifest)",
+        ],
+        [
+            """CREATE TABLE content_keys (
+                key BIGINT NOT NULL, manifest BIGINT NOT NULL REFERENCES manifests (id),
+                point SMALLINT NOT NULL, PRIMARY KEY (key, manifest, point))""",
+            "CREATE INDEX content_keys_manifest ON content_keys (manifest)",
         ],
     ),
 ]
@@ -386,6 +405,14 @@ class SqlStorage:
                     ),
                     (alg, value, pk),
                 )
+            if created and pub.content_keys:
+                cur.executemany(
+                    self._q(
+                        "INSERT INTO content_keys (key, manifest, point) VALUES (%s, %s, %s)"
+                        " ON CONFLICT DO NOTHING"
+                    ),
+                    [(int(k), pk, int(point)) for point, k in pub.content_keys],
+                )
         return pk, created
 
     def by_binding(self, alg: str, value: str, limit: int = 10) -> list[Row]:
@@ -427,6 +454,36 @@ class SqlStorage:
             return []
         rows = {r.pk: r for r in self._rows_by_pk([pk for _, pk in near])}
         return [(d, rows[pk]) for d, pk in near if pk in rows]
+
+    def by_content(
+        self, keys: list[int], min_votes: int = 2, limit: int = 10
+    ) -> list[tuple[int, Row]]:
+        """(votes, row) of the manifests whose content keys meet ``keys`` (a copy's
+        ``detectors.content.query_keys``) at ``min_votes`` or more distinct points, most first.
+        One primary-key range look-up per key (``key = ANY``/``IN``), never a scan: the rows
+        read are the keys' posting lists (docs/attacks.md has their measured size)."""
+        keys = sorted({int(k) for k in keys})
+        if not keys:
+            return []
+        votes: dict[int, set[int]] = {}
+        for i in range(0, len(keys), 900):
+            chunk = keys[i : i + 900]
+            if self.kind == "sqlite":
+                sql = f"SELECT manifest, point FROM content_keys WHERE key IN ({', '.join('?' * len(chunk))})"
+                args: tuple = tuple(chunk)
+            else:
+                sql = "SELECT manifest, point FROM content_keys WHERE key = ANY(%s)"
+                args = (chunk,)
+            for pk, point in self._read(sql, args):
+                votes.setdefault(int(pk), set()).add(int(point))
+        ranked = sorted(
+            ((len(p), pk) for pk, p in votes.items() if len(p) >= min_votes), reverse=True
+        )
+        ranked = ranked[: _limit(limit)]
+        if not ranked:
+            return []
+        rows = {r.pk: r for r in self._rows_by_pk([pk for _, pk in ranked])}
+        return [(v, rows[pk]) for v, pk in ranked if pk in rows]
 
     def _raw(self, sql: str, args: tuple) -> list[tuple]:
         with self._conn() as conn:
