@@ -306,6 +306,8 @@ def _ledger(ledger: dict) -> list[Signal]:
         "created": entry.get("created"),
         "generator": prov.get("generator"),
         "labelled_by": prov.get("labelled_by"),
+        "digital_source_type": prov.get("digital_source_type"),
+        "declares_ai": is_ai_source_type(prov.get("digital_source_type")),
     }
     if ledger.get("matched"):
         out = [

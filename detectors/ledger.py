@@ -103,7 +103,11 @@ class Ledger:
     def add(self, e: LedgerEntry) -> int:
         """File an output (replacing a row of the same sha256), with the look-up keys of the
         content descriptor its manifest carries (``detectors.content``)."""
-        keys = _content_keys(e.manifest)
+        # what fakestudio made from outputs (a poster of several pictures, a page's preview of
+        # a fake) is not looked up by content: a poster holds other pictures, real photos too,
+        # and a crop of it must not read as that (AI-labelled) poster; a preview is its
+        # source's content, whose own row answers
+        keys = [] if (e.record or {}).get("kind") else _content_keys(e.manifest)
         with self.db:
             old = self.db.execute("SELECT id FROM outputs WHERE sha256 = ?", (e.sha256,)).fetchone()
             if old:

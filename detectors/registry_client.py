@@ -265,6 +265,10 @@ def _check_match(client, match: dict, how: str, mark, rgb, trust_anchors) -> dic
     manifest_id = str(match.get("manifestId") or "")
     store = client.manifest(manifest_id)
     c2pa = read_c2pa(store, mime="application/c2pa", trust_anchors=trust_anchors)
+    if how == "content" and "composite" in str(c2pa.digital_source_type or "").lower():
+        # a composite holds other pictures (real photos too): a picture that is part of it is
+        # not it, so a composite is only ever found by its own identifier
+        return None
     sig_ok = c2pa.manifest_label == manifest_id and store_signature_ok(c2pa.status_codes)
     declared = [v.lower() for a, v in soft_bindings(c2pa.active_manifest) if a in KNOWN_ALGS]
     check = None

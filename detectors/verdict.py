@@ -366,6 +366,12 @@ def _ledger_headline(f: Findings) -> str:
     gen = d.get("generator") or "fakestudio"
     if d.get("labelled_by"):
         gen = f"{gen}, labelled by {d['labelled_by']}"
+    if d.get("digital_source_type") and not d.get("declares_ai"):
+        return (
+            f"Provenance recovered from your ledger ({gen}, created {d.get('created', '?')}): "
+            f"an output of fakestudio's that does not declare AI "
+            f"({_code(d.get('digital_source_type'))})"
+        )
     return (
         f"AI-generated: provenance recovered from your ledger ({gen}, created "
         f"{d.get('created', '?')})"

@@ -179,7 +179,9 @@ def verify_image(
         "candidates": [],
     }
     if use_ledger and sha is not None:
-        ledger = _ledger(ledger_path, sha, watermarks, rgb, phash)
+        # a file whose own valid manifest describes it is not looked up by content: its
+        # signature says what it is (a registry is asked only when there is no manifest)
+        ledger = _ledger(ledger_path, sha, watermarks, rgb, phash, by_content=not c2pa.valid)
 
     reg: dict = {}
     if registry and rgb is not None and c2pa.state == "absent":
@@ -372,7 +374,7 @@ def _open_ledger(ledger_path):
         return led
 
 
-def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
+def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash, by_content=True) -> dict:
     """Your ledger's record of this picture, looked up by sha256, by the watermark's
     identifier, by perceptual hash confirmed by the first mark's known payload, then by content
     (a copy whose marks were removed or destroyed). Every record an identifier leads to is
@@ -441,7 +443,7 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash) -> dict:
                 res = _found(out, cand, "phash+watermark", _content_check(rgb, cand, phash))
                 res["phash_distance"] = dist
                 return res
-        return _by_content(out, led, rgb)
+        return _by_content(out, led, rgb) if by_content else out
     except Exception as e:  # noqa: BLE001 - a broken ledger must not stop a verify
         out["note"] = f"ledger not readable: {type(e).__name__}: {e}"[:300]
         return out

@@ -315,3 +315,25 @@ def test_every_rule_is_reachable_and_its_tier_is_known():
         assert "Do not trust your eyes" in v.message
     assert set(FINDINGS) >= {f for fs in cases.values() for f in fs}
     assert Findings([]).first("x") is None
+
+
+def test_a_picture_shown_in_a_labelled_poster_is_not_that_poster(scene, fixtures_dir, tmp_path):
+    """`compare --png` labels a poster of a real photo beside a fake: a poster holds other
+    pictures, and its layout is the same for every poster. Another poster of the same photo
+    beside another real photo, or that photo alone, must not be recovered as the AI-labelled
+    poster by the look-up by content."""
+    real = fixtures_dir / "real"
+    ai_poster = tmp_path / "ai-poster.png"
+    code, out = run("compare", real / "canon-ixus.jpg", scene["labelled"], "--png", ai_poster)
+    assert code == 0 and ai_poster.exists(), out
+    poster = tmp_path / "poster.png"
+    code, out = run("compare", real / "canon-ixus.jpg", real / "nikon-e950.jpg", "--png", poster)
+    assert code == 0, out
+    code, rep = run("verify", poster, "--json")
+    assert rep["verdict"]["outcome"] == "credentials-not-ai", rep["verdict"]
+    stripped = tmp_path / "stripped.png"  # its pixels only (a poster of real photos is signed,
+    Image.open(poster).convert("RGB").save(stripped)  # not watermarked)
+    code, rep = run("verify", stripped, "--json")
+    assert rep["verdict"]["outcome"] == "no-provenance", rep["verdict"]
+    code, rep = run("verify", real / "canon-ixus.jpg", "--json")
+    assert rep["verdict"]["outcome"] == "no-provenance" and not rep["ledger"]["record_found"]
