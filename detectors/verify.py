@@ -525,8 +525,10 @@ def _confirm(rgb: np.ndarray, entry) -> tuple[bool, dict]:
         return False, {"note": "the ledger entry has no watermark payload"}
     res = ours.match_copy(rgb, entry.payload, (entry.width, entry.height), ours.LEDGER_TRIES)
     return res.found, {
+        "mark": res.details.get("mark"),
         "copy": res.details.get("copy"),
         "agreeing_bits": res.details.get("agreeing_bits"),
+        "z": res.details.get("z"),
         "strength": res.details.get("strength"),
         "p_value": res.details.get("p_value"),
     }
