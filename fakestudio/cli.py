@@ -15,6 +15,7 @@ import click
 
 from fakestudio import __version__
 from fakestudio.errors import UserError
+from fakestudio.extras import missing_extra
 
 # Commands that live in their own modules, imported only when invoked: `verify` must start
 # without importing torch, and each command family stays in one obvious place.
@@ -66,6 +67,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as e:
             click.echo(f"fakestudio: error: {e}", err=True)
+            ctx.exit(2)
+        except ModuleNotFoundError as e:  # a package of an extra that is not installed
+            missing = missing_extra(e, ctx.invoked_subcommand or "fakestudio")
+            if missing is None:
+                raise
+            click.echo(f"fakestudio: error: {missing}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("fakestudio: interrupted; no partial file was left behind", err=True)

@@ -8,7 +8,6 @@ Both file forms load through diffusers' own `load_lora_weights`: the diffusers/p
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -19,16 +18,18 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from detectors.fingerprint import sha256_file  # noqa: F401  (re-exported for callers)
 from fakestudio.errors import UserError
-from fakestudio.lora_info import a1111_hash, module_of, part_of, safetensors_metadata
+from fakestudio.lora_info import (
+    a1111_hash,
+    module_of,
+    part_of,
+    read_header,
+    safetensors_metadata,
+    short_error,
+    trigger_of,
+)
 from fakestudio.record import LoraRef
 
 PROMPT_LORA = re.compile(r"<lora:([^:>]+)(?::([^>]+))?>")
-HEADER_KEY = "fakestudio"
-SDXL_ONLY_PREFIXES = (
-    "text_encoder_2.",
-    "lora_te2_",
-    "te2.",
-)  # our metadata lives in the safetensors header under this key
 
 
 @dataclass(frozen=True)
@@ -117,48 +118,6 @@ def _find_in_dir(lora_dir: Path, name: str) -> Path:
     raise UserError(f"<lora:{name}>: no {name}.safetensors in {lora_dir}")
 
 
-def read_header(path: Path) -> dict:
-    """The safetensors metadata of a LoRA (our own keys decoded); UserError when unreadable."""
-    from safetensors import safe_open
-
-    if not path.exists():
-        raise UserError(f"{path}: LoRA file not found")
-    if path.suffix != ".safetensors":
-        raise UserError(f"{path}: only .safetensors LoRAs are loaded (pickled files can run code)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            keys = list(f.keys())
-    except PermissionError:
-        raise UserError(f"{path}: LoRA file is not readable (permission denied)") from None
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise UserError(f"{path}: not a valid safetensors file ({_short(e)})") from None
-    if not keys:
-        raise UserError(f"{path}: safetensors file holds no tensors")
-    if not any("lora" in k.lower() for k in keys):
-        raise UserError(f"{path}: holds no LoRA weights (no lora_* keys)")
-    meta["_family"] = "sdxl" if any(k.startswith(SDXL_ONLY_PREFIXES) for k in keys) else None
-    ours = meta.get(HEADER_KEY)
-    if ours:
-        try:
-            meta[HEADER_KEY] = json.loads(ours)
-        except ValueError:
-            pass
-    return meta
-
-
-def trigger_of(meta: dict) -> str | None:
-    ours = meta.get(HEADER_KEY)
-    if isinstance(ours, dict) and ours.get("trigger"):
-        return str(ours["trigger"])
-    return meta.get("ss_trigger") or None  # not a kohya standard, but some tools write it
-
-
-def _short(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:160]
-
-
 def apply_loras(
     pipe, specs: list[LoraSpec], warn: Callable[[str], None] | None = None
 ) -> list[LoraRef]:
@@ -222,7 +181,7 @@ def lora_modules(path: Path) -> tuple[set[str], int | None]:
     from safetensors import safe_open
 
     modules, width = set(), None
-    with safe_open(str(path), framework="pt") as f:
+    with safe_open(str(path), framework="numpy") as f:  # shapes only
         for k in f.keys():
             found = module_of(k)
             if found is None or found[1] != "down":
@@ -270,7 +229,7 @@ def _load_one(pipe, path: Path, adapter: str) -> None:
     try:
         pipe.load_lora_weights(str(path), adapter_name=adapter)
     except (RuntimeError, ValueError, KeyError, IndexError) as e:
-        msg = _short(e)
+        msg = short_error(e)
         if "target modules" in msg.lower() and "not found" in msg.lower():
             raise UserError(
                 f"{path}: no layer of this base matches the LoRA's target modules "

@@ -18,6 +18,10 @@ import io
 import json
 from pathlib import Path
 
+from fakestudio.errors import UserError
+
+HEADER_KEY = "fakestudio"  # our metadata lives in the safetensors header under this key
+SDXL_ONLY_PREFIXES = ("text_encoder_2.", "lora_te2_", "te2.")
 KOHYA_PREFIXES = {
     "lora_unet_": "unet",
     "lora_te_": "text_encoder",
@@ -80,6 +84,51 @@ def safetensors_metadata(path: Path) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+# -------------------------------------------------------------------------------- the header
+
+
+def read_header(path: Path) -> dict:
+    """The safetensors metadata of a LoRA (our own keys decoded); UserError when unreadable."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise UserError(f"{path}: LoRA file not found")
+    if path.suffix != ".safetensors":
+        raise UserError(f"{path}: only .safetensors LoRAs are loaded (pickled files can run code)")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = dict(f.metadata() or {})
+            keys = list(f.keys())
+    except PermissionError:
+        raise UserError(f"{path}: LoRA file is not readable (permission denied)") from None
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise UserError(f"{path}: not a valid safetensors file ({short_error(e)})") from None
+    if not keys:
+        raise UserError(f"{path}: safetensors file holds no tensors")
+    if not any("lora" in k.lower() for k in keys):
+        raise UserError(f"{path}: holds no LoRA weights (no lora_* keys)")
+    meta["_family"] = "sdxl" if any(k.startswith(SDXL_ONLY_PREFIXES) for k in keys) else None
+    ours = meta.get(HEADER_KEY)
+    if ours:
+        try:
+            meta[HEADER_KEY] = json.loads(ours)
+        except ValueError:
+            pass
+    return meta
+
+
+def trigger_of(meta: dict) -> str | None:
+    ours = meta.get(HEADER_KEY)
+    if isinstance(ours, dict) and ours.get("trigger"):
+        return str(ours["trigger"])
+    return meta.get("ss_trigger") or None  # not a kohya standard, but some tools write it
+
+
+def short_error(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:160]
+
+
 # ------------------------------------------------------------------------------------- hashes
 
 
@@ -126,14 +175,13 @@ def describe_lora(path: Path) -> dict:
     from safetensors import safe_open
 
     from detectors.fingerprint import sha256_file
-    from fakestudio.lora import HEADER_KEY, read_header, trigger_of
 
     path = Path(path).expanduser()
     meta = read_header(path)
     ranks, alphas, parts, cross = set(), set(), {}, set()
     form = "other"
     n_params = 0
-    with safe_open(str(path), framework="pt") as f:
+    with safe_open(str(path), framework="numpy") as f:  # shapes only: no tensor is loaded
         keys = list(f.keys())
         for k in keys:
             shape = f.get_slice(k).get_shape()
@@ -142,7 +190,9 @@ def describe_lora(path: Path) -> dict:
                 n *= s
             n_params += n
             if k.endswith(".alpha"):
-                alphas.add(float(f.get_tensor(k).float().item()))
+                alpha = _scalar(path, k)
+                if alpha is not None:
+                    alphas.add(alpha)
                 continue
             if not k.endswith(DOWN_SUFFIXES):
                 continue
@@ -223,6 +273,28 @@ def a1111_view(path: Path, meta: dict, form: str) -> dict:
         "trigger": meta.get("modelspec.trigger_phrase") or None,
         "loads": form == "kohya",
     }
+
+
+_SCALAR_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
+
+
+def _scalar(path: Path, key: str) -> float | None:
+    """A one-element tensor's value, read from the file's bytes: kohya often stores `.alpha`
+    in bfloat16, which numpy has no type for (None for anything but one number)."""
+    import numpy as np
+
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        info = json.loads(fh.read(n)).get(key) or {}
+        start, end = info.get("data_offsets", (0, 0))
+        fh.seek(8 + n + start)
+        raw = fh.read(end - start)
+    dtype = info.get("dtype")
+    if dtype == "BF16" and len(raw) == 2:  # the top half of a float32
+        return float((np.frombuffer(raw, "<u2").astype("<u4") << 16).view("<f4")[0])
+    if dtype in _SCALAR_DTYPES and len(raw) == np.dtype(_SCALAR_DTYPES[dtype]).itemsize:
+        return float(np.frombuffer(raw, _SCALAR_DTYPES[dtype])[0])
+    return None
 
 
 def _header_alpha(meta: dict) -> set[float]:

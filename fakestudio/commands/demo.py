@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fakestudio.commands.options import tsa_option
+from fakestudio.extras import require
 
 
 @click.command()
@@ -60,6 +61,7 @@ def demo(
     """Prepare two datasets, train two LoRAs, make their encounter, label it, verify it,
     simulate a social-media upload, verify again, compare with a photo, and write an HTML
     talk page: real versus fake, what each check found, and why not to trust your eyes."""
+    require("studio", "demo")
     from fakestudio.demo import DEMO_CONSENT, DemoConfig, run_demo
     from fakestudio.errors import UserError
 

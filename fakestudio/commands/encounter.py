@@ -6,6 +6,7 @@ import click
 
 from fakestudio.commands.options import render_options, tsa_option
 from fakestudio.commands.registry import publish_options
+from fakestudio.extras import require
 
 
 @click.command()
@@ -87,6 +88,7 @@ def encounter(
     fakestudio encounter --person ben0a.safetensors --person celeb.safetensors \\
         --scene "shaking hands at a tech conference, photo" --out out/
     """
+    require("studio", "encounter")
     from fakestudio.encounter import EncounterConfig, check_config, parse_context, parse_person
     from fakestudio.encounter import encounter as run
     from fakestudio.progress import step_progress

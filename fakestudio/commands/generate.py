@@ -8,6 +8,7 @@ import click
 
 from fakestudio.commands.options import render_options, tsa_option
 from fakestudio.commands.registry import publish_options
+from fakestudio.extras import require
 
 
 @click.command()
@@ -33,6 +34,7 @@ def generate(
     fakestudio generate "a photo of ben0a at a conference" --out out/ --seed 7 -n 4
     fakestudio generate "portrait <lora:ben0a:0.8>" --lora-dir loras/ --base ./sd15
     """
+    require("studio", "generate")
     from fakestudio.commands import echo_written
     from fakestudio.commands.registry import publish_written, resolve_publish
     from fakestudio.generate import GenerateConfig, check_config

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from fakestudio.extras import require
+
 PROGRESS_FROM = 8  # photos; fewer finish before a bar would be worth drawing
 
 
@@ -97,6 +99,7 @@ def prepare(
     reason. Writes dataset.json (hashes, never your file names) and images/NNNN.png + .txt.
     Exit codes: 0 done; 2 bad input (nothing is written); 130 interrupted (nothing is written).
     """
+    require("studio", "prepare")
     from fakestudio.dataset import prepare_dataset
 
     with _progress(quiet=as_json) as on_progress:

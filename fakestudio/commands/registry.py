@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from fakestudio.errors import UserError
+from fakestudio.extras import require
 
 DB_HELP = (
     "Database URL: sqlite:///PATH (default: registry.sqlite in the fakestudio data folder) "
@@ -125,6 +126,7 @@ def serve(db, host, port, max_body, rate_limit, burst, trust_anchors):
     fakestudio registry serve                              # SQLite, 127.0.0.1:8710
     fakestudio registry serve --db postgresql://registry@localhost/registry --host 0.0.0.0
     """
+    require("registry", "registry serve")
     from fakestudio.commands.verify import read_trust_anchors
     from fakestudio.registry.app import RegistryConfig, create_app
     from fakestudio.serving import bound_port, listen, uvicorn_server

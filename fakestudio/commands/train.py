@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from fakestudio.extras import require
+
 SECTIONS = {
     "Output": ["out", "fmt", "run_dir"],
     "Model": ["base", "base_config", "tokenizer"],
@@ -222,6 +224,7 @@ def train(dataset, out, fmt, cache, toml, as_json, quiet, **options):
     Ctrl-C saves a checkpoint and exits 130; add --resume to the same command to continue.
     Exit codes: 0 done, 2 bad input or a diverged run (one line says why), 130 interrupted.
     """
+    require("studio", "train")
     from fakestudio.train.config import make_config
     from fakestudio.train.loop import TrainingInterrupted
     from fakestudio.train.loop import train as run

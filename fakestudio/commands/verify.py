@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from fakestudio.errors import UserError
+from fakestudio.extras import require
 
 EXIT_CODES_HELP = """
 \b
@@ -328,10 +329,7 @@ def audit(
     if address and engine != "ray":
         raise UserError("--address is for --engine ray")
     if engine == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise UserError("--engine ray needs Ray: pip install 'ray>=2.40'")
+        require("cluster", "audit --engine ray")
         extra.update(engine="ray", address=address)
 
     from detectors.audit import CsvStream

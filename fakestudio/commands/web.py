@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from fakestudio.errors import UserError
+from fakestudio.extras import require
 
 
 @click.command()
@@ -94,6 +95,7 @@ def web(
     Loopback only by default. With --host another address, pages need the admin token (the
     printed link sets it) and the audience needs the join code shown on the talk screen.
     """
+    require("web", "web")
     from fakestudio.commands.verify import read_trust_anchors, registry_choice
     from fakestudio.serving import bound_port, listen, uvicorn_server
     from fakestudio.web import create_app

@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fakestudio.extras import require
+
 BANDS = 4
 BAND_BITS = 16
 MAX_RESULTS = 100
@@ -228,6 +230,7 @@ class SqlStorage:
                     f"{self.path}: cannot open the registry database ({e})"
                 ) from None
             return conn
+        require("registry", "a postgresql:// database")
         import psycopg
 
         try:

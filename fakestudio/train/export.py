@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fakestudio.lora import HEADER_KEY
 from fakestudio.lora_info import (
     BASE_MODEL_VERSION,
+    HEADER_KEY,
     MODELSPEC_ARCHITECTURE,
     legacy_hash,
     tensor_data_sha256,

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route
 
+from fakestudio.extras import problem
 from fakestudio.web.events import sse_response
 from fakestudio.web.pages import page
 from fakestudio.web.security import error
@@ -32,6 +33,9 @@ def studio_routes(web) -> list[Route]:
         return labels[key]
 
     async def studio_page(request: Request):
+        no_studio = problem("studio", "the studio")  # fakestudio[web] alone: verify, compare, ...
+        if no_studio:
+            return page("error.html", status=501, message=no_studio, active="studio")
         from fakestudio.models import default_base
         from fakestudio.schedulers import SCHEDULERS
 
@@ -45,6 +49,9 @@ def studio_routes(web) -> list[Route]:
         )
 
     async def generate(request: Request):
+        no_studio = problem("studio", "the studio")
+        if no_studio:
+            return error(501, "missing-extra", no_studio)
         try:
             form = await request.json()
         except ValueError:
