@@ -8,8 +8,8 @@ What is measured, and what it means:
 
 - **Verdicts**: each image's verify report (``detectors.verify.verify_image``; pass
   ``reports=`` to supply them yourself). These, not the pixels, say where an image came from.
-- **Perceptual hashes** (pHash, dHash, aHash; 64 bits each, ``imagehash``): the number of
-  differing bits. Measured for fakestudio (DESIGN.md): re-encoded, resized or brightened copies
+- **Perceptual hashes** (pHash, dHash, aHash; 64 bits each, as ``imagehash`` computes them):
+  the number of differing bits. Measured for fakestudio (DESIGN.md): re-encoded, resized or brightened copies
   stay within 6 bits; different pictures start around 18; crops and mirrors break the hashes.
 - **SSIM** (structural similarity, Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01,
   K2 0.03, L 255) on luminance, after resizing the larger image to the smaller one. Only when
@@ -332,15 +332,13 @@ def _side(li: LoadedImage, report: dict | None) -> Side:
 
 
 def perceptual_hashes(a: Image.Image, b: Image.Image) -> dict[str, dict]:
-    import imagehash
-
-    from detectors.fingerprint import hamming, phash_hex
+    from detectors.fingerprint import ahash_hex, dhash_hex, hamming, phash_hex
 
     out = {}
     for name, fn in (
         ("phash", phash_hex),  # the pHash the ledger and verify use
-        ("dhash", lambda im: str(imagehash.dhash(im))),
-        ("ahash", lambda im: str(imagehash.average_hash(im))),
+        ("dhash", dhash_hex),
+        ("ahash", ahash_hex),
     ):
         ha, hb = fn(a), fn(b)
         out[name] = {"a": ha, "b": hb, "distance": hamming(ha, hb), "bits": HASH_BITS}
@@ -426,7 +424,7 @@ def aligned_luminance(
 
 def ssim_map(x: np.ndarray, y: np.ndarray, *, sigma: float = SSIM_SIGMA) -> np.ndarray:
     """Per-pixel SSIM of two same-shape luminance arrays (0..255), Gaussian window."""
-    from scipy.ndimage import gaussian_filter
+    from detectors.filters import gaussian
 
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -434,7 +432,7 @@ def ssim_map(x: np.ndarray, y: np.ndarray, *, sigma: float = SSIM_SIGMA) -> np.n
         raise ValueError(f"ssim_map needs equal shapes, got {x.shape} and {y.shape}")
 
     def blur(a):
-        return gaussian_filter(a, sigma, truncate=3.5, mode="reflect")
+        return gaussian(a, sigma, truncate=3.5, mode="reflect")
 
     c1 = (SSIM_K1 * SSIM_L) ** 2
     c2 = (SSIM_K2 * SSIM_L) ** 2
@@ -498,10 +496,10 @@ def heatmap_image(dmap: np.ndarray) -> Image.Image:
 
 def find_hotspot(dmap: np.ndarray) -> dict:
     """Where the strongest difference is (fractions of width/height) and how much changed."""
-    from scipy.ndimage import gaussian_filter
+    from detectors.filters import gaussian
 
     h, w = dmap.shape
-    smooth = gaussian_filter(dmap, max(1.0, min(h, w) / 100.0), mode="nearest")
+    smooth = gaussian(dmap, max(1.0, min(h, w) / 100.0), mode="nearest")
     iy, ix = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
     return {
         "x": round(float((ix + 0.5) / w), 4),
@@ -532,7 +530,7 @@ def spectrum_stats(logmag: np.ndarray) -> dict:
     """Two plain numbers: the share of energy at high frequencies (beyond half the Nyquist
     frequency), and the count of isolated bright peaks (points standing more than
     ``PEAK_Z`` robust standard deviations above their neighbourhood, outside the centre)."""
-    from scipy.ndimage import gaussian_filter, maximum_filter
+    from detectors.filters import gaussian, maximum
 
     h, w = logmag.shape
     fy = (np.arange(h) - h // 2) / (h / 2)
@@ -542,13 +540,13 @@ def spectrum_stats(logmag: np.ndarray) -> dict:
     power[h // 2, w // 2] = 0.0
     total = float(power.sum()) or 1.0
     high = float(power[r > 0.5].sum()) / total
-    resid = logmag - gaussian_filter(logmag, 4.0, mode="wrap")
+    resid = logmag - gaussian(logmag, 4.0, mode="wrap")
     outer = r > 0.1
     if h < 16 or w < 16 or not outer.any():
         return {"high_frequency_share": round(high, 5), "periodic_peaks": 0}
     vals = resid[outer]
     spread = 1.4826 * float(np.median(np.abs(vals - np.median(vals)))) or 1e-9
-    is_peak = (resid / spread > PEAK_Z) & (resid == maximum_filter(resid, size=5, mode="wrap"))
+    is_peak = (resid / spread > PEAK_Z) & (resid == maximum(resid, 5, mode="wrap"))
     peaks = int((is_peak & outer).sum())
     return {"high_frequency_share": round(high, 5), "periodic_peaks": peaks}
 

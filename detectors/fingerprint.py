@@ -37,8 +37,25 @@ def phash_hex(image: Image.Image | np.ndarray) -> str:
         k = np.arange(8)[:, None]
         _DCT8 = 2.0 * np.cos(np.pi * k * (2 * n + 1) / 64.0)
     low = _DCT8 @ small @ _DCT8.T
-    bits = (low > np.median(low)).flatten()
-    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+    return _hex(low > np.median(low))
+
+
+def dhash_hex(image: Image.Image) -> str:
+    """Difference hash, as `imagehash.dhash` computes it: grey, 9x8 LANCZOS, each pixel
+    brighter than its left neighbour (64 bits, 16 hex digits)."""
+    px = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS))
+    return _hex(px[:, 1:] > px[:, :-1])
+
+
+def ahash_hex(image: Image.Image) -> str:
+    """Average hash, as `imagehash.average_hash` computes it: grey, 8x8 LANCZOS, each pixel
+    above the mean."""
+    px = np.asarray(image.convert("L").resize((8, 8), Image.Resampling.LANCZOS))
+    return _hex(px > px.mean())
+
+
+def _hex(bits: np.ndarray) -> str:
+    return f"{int(''.join('1' if b else '0' for b in bits.flatten()), 2):016x}"
 
 
 def hamming(a_hex: str, b_hex: str) -> int:

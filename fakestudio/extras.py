@@ -26,7 +26,7 @@ from fakestudio.errors import UserError
 
 # extra -> the import names of its packages, as pyproject.toml lists them
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "studio": ("torch", "diffusers", "transformers", "peft", "accelerate", "tokenizers"),
+    "studio": ("torch", "diffusers", "transformers", "peft", "accelerate", "tokenizers", "scipy"),
     "registry": ("starlette", "uvicorn", "psycopg"),
     "web": ("starlette", "uvicorn", "python_multipart", "segno"),
     "cluster": ("ray",),

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detectors.fingerprint import hamming, phash_hex, sha256_file, sha256_files
+from detectors.fingerprint import (
+    ahash_hex,
+    dhash_hex,
+    hamming,
+    phash_hex,
+    sha256_file,
+    sha256_files,
+)
 from tests.conftest import FIXTURES
 
 
@@ -33,6 +40,13 @@ def test_phash_is_imagehash_phash():
         assert len(ours) == 16
         assert hamming(ours, ref) <= 2, (ours, ref)  # rounding at the median only
         assert phash_hex(np.asarray(im)) == ours  # arrays and images alike
+
+
+def test_dhash_and_ahash_are_imagehash_s():
+    """compare's other two hashes, without imagehash (and the scipy it needs) installed."""
+    for im in _photos():
+        assert dhash_hex(im) == str(imagehash.dhash(im))
+        assert ahash_hex(im) == str(imagehash.average_hash(im))
 
 
 def test_hamming():

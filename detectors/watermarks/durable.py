@@ -570,17 +570,16 @@ def _autocorr_lattices(r: np.ndarray) -> list[np.ndarray]:
     gives way to the fundamental, and each vector is refined on all of its multiples in the
     window (to ~0.1%, which folding many periods needs)."""
     import cv2
-    from scipy import fft
 
     h, w = r.shape
     n = min(h, w, AC_WINDOW)
     n -= 1 - n % 2  # odd: the zero lag is a pixel, and a quarter turn maps the map onto itself
     y0, x0 = (h - n) // 2, (w - n) // 2
     win = r[y0 : y0 + n, x0 : x0 + n].astype(np.float32)
-    spec = fft.rfft2(win - win.mean())
+    spec = np.fft.rfft2(win - win.mean())
     power = (spec.real**2 + spec.imag**2).astype(np.float32)
     power = np.minimum(power / (cv2.GaussianBlur(power, (0, 0), 4.0) + 1e-6), 6.0)
-    acf = np.fft.fftshift(fft.irfft2(power, s=(n, n)).astype(np.float32))
+    acf = np.fft.fftshift(np.fft.irfft2(power, s=(n, n)).astype(np.float32))
     acf = cv2.GaussianBlur(acf / max(float(acf[n // 2, n // 2]), 1e-9), (0, 0), 0.6)
     both = acf + np.rot90(acf)  # a lattice vector and its partner turned by 90 degrees
     c = n // 2
@@ -749,14 +748,14 @@ def _whiten(fold: np.ndarray) -> np.ndarray:
     of the picture is loudest at low frequencies and along its edges' directions, and counts
     less; where a resize or JPEG emptied a band (mark and picture alike) the floor keeps the
     filter from amplifying nothing. The weights depend on the picture only, never on the key."""
-    from scipy.ndimage import gaussian_filter
+    from detectors.filters import gaussian
 
     spec = np.fft.fft2(fold)
     power = np.abs(spec) ** 2
     power = power + power.T
     power = power + np.roll(power[::-1, :], 1, axis=0)  # frequency k -> -k along each axis
     power = power + np.roll(power[:, ::-1], 1, axis=1)
-    power = gaussian_filter(power, WHITEN_SMOOTH, mode="wrap")
+    power = gaussian(power, WHITEN_SMOOTH, mode="wrap")
     mean = float(power.mean())
     if mean <= 0.0:
         return fold
@@ -782,7 +781,7 @@ def _align(fold: np.ndarray, only=None) -> tuple[float, tuple, tuple[int, int], 
     if only is not None:
         keep = names.index(only)
         names, stack = [only], stack[keep : keep + 1]
-    from scipy.fft import fft2, ifft2  # single precision, half the work of numpy's
+    from numpy.fft import fft2, ifft2  # numpy >= 2 keeps float32: half the work of float64
 
     stack = stack.astype(np.float32)
     hfilt = ifft2(fft2(stack) * lay["kernel_f32"]).real  # each fold correlated with a chip
