@@ -51,6 +51,7 @@ def main() -> int:
     import ray
 
     from detectors.audit import audit
+    from detectors.audit_ray import audit_ray
 
     files = tmp / "files"
     ledger = make_files(files, args.n)
@@ -73,7 +74,7 @@ def main() -> int:
         start = time.perf_counter() - t
         try:
             t = time.perf_counter()
-            res = audit(files, engine="ray", workers=cpus, ledger_path=ledger).to_dict()
+            res = audit_ray(files, num_cpus=cpus, ledger_path=ledger).to_dict()
             rates[f"ray x{cpus}"] = args.n / (time.perf_counter() - t)
         finally:
             ray.shutdown()

@@ -196,34 +196,16 @@ def audit(
     memory_limit_mb: int | None = MEMORY_LIMIT_MB,
     time_limit: float | None = PER_FILE_SECONDS,
     registry: str | None = None,
-    engine: str = "local",
-    address: str | None = None,
     online: bool = False,
 ) -> AuditResult:
     """Verify every image under ``root``. ``on_start(total)`` is called once the walk is done,
     ``on_progress(done, total, report_dict)`` after each file (in completion order).
     ``time_limit``: seconds per file (None: no limit). Ctrl-C returns the files done so far
     (``result.complete`` False). ``registry``: verify --registry's look-up, for files whose
-    manifest is gone. ``engine="ray"`` runs the same checks as Ray tasks
-    (``detectors.audit_ray``). ``online``: C2PA may fetch remote manifests and OCSP."""
+    manifest is gone. ``online``: C2PA may fetch remote manifests and OCSP.
+    ``detectors.audit_ray.audit_ray`` runs the same checks as Ray tasks."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
-    if engine == "ray":
-        from detectors.audit_ray import audit_ray
-
-        return audit_ray(
-            root,
-            address=address,
-            num_cpus=workers,
-            trust_anchors=trust_anchors,
-            ledger_path=ledger_path,
-            use_ledger=use_ledger,
-            registry=registry,
-            on_progress=on_progress,
-            on_start=on_start,
-            time_limit=time_limit,
-            online=online,
-        )
     files, skipped, notes = find_images(root)
     total = len(files)
     workers = default_workers() if workers is None else max(1, int(workers))
@@ -251,14 +233,14 @@ def audit(
             if on_start:
                 on_start(total)
             for i, path in enumerate(files):
-                record(i, _verify_one(str(path), *args))
+                record(i, verify_one(str(path), *args))
         else:
             # on_start (which may start a progress-bar thread) runs once the workers exist
             left = _run_pool(
                 files, args, min(workers, total), memory_limit_mb, record, notes, on_start
             )
             for i in left:  # the workers could not start: do it here
-                record(i, _verify_one(str(files[i]), *args))
+                record(i, verify_one(str(files[i]), *args))
     except KeyboardInterrupt:
         interrupted = True
         notes.append(f"interrupted: {done} of {total} files analysed; this report holds only those")
@@ -425,7 +407,7 @@ def timeout_reason(seconds) -> str:
     return f"the analysis took longer than the time limit of {seconds:g} s per file; stopped"
 
 
-def _verify_one(
+def verify_one(
     path: str, anchors, ledger_path, use_ledger, time_limit=None, registry=None, online=False
 ) -> dict:
     """Verify one file in this process; any unexpected failure becomes an "unreadable" report."""
@@ -571,7 +553,7 @@ def _run_pool(files, args, workers, memory_limit_mb, record, notes, on_start) ->
         while pending or inflight:
             while pending and len(inflight) < workers * 4:
                 i = pending.popleft()
-                inflight[pool.submit(_verify_one, str(files[i]), *args)] = i
+                inflight[pool.submit(verify_one, str(files[i]), *args)] = i
             if not started:
                 started = True
                 if on_start:
@@ -623,7 +605,7 @@ def _isolated(path: Path, args: tuple, memory_limit_mb) -> dict:
     pool = _new_pool(1, memory_limit_mb)
     time_limit = args[3]
     try:
-        return pool.submit(_verify_one, str(path), *args).result(
+        return pool.submit(verify_one, str(path), *args).result(
             timeout=time_limit + STALL_GRACE if time_limit else None
         )
     except FutureTimeout:

@@ -4,7 +4,7 @@
     result = audit_ray("uploads/", address=None, num_cpus=2)     # a local Ray instance
     result = audit_ray("/mnt/shared/uploads", address="ray://head:10001")
 
-Each task verifies a small batch of files with ``detectors.audit._verify_one`` (the very
+Each task verifies a small batch of files with ``detectors.audit.verify_one`` (the very
 function the local process pool runs), so the reports are identical. Back-pressure: at most
 ``in_flight`` batches are submitted at once (default: twice the cluster's CPUs); the driver
 waits for one to finish before it submits the next, so a list of millions of files never
@@ -24,13 +24,13 @@ import signal
 import threading
 from collections.abc import Callable
 
-from detectors.audit import AuditResult, _verify_one, error_report, find_images, summarise
+from detectors.audit import AuditResult, error_report, find_images, summarise, verify_one
 
 BATCH = 8  # files per task: amortises task overhead (~1 ms) over ~10-50 ms of work per file
 
 
 def _verify_batch(paths: list[str], args: tuple) -> list[dict]:
-    return [_verify_one(p, *args) for p in paths]
+    return [verify_one(p, *args) for p in paths]
 
 
 def audit_ray(

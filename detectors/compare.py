@@ -9,8 +9,9 @@ What is measured, and what it means:
 - **Verdicts**: each image's verify report (``detectors.verify.verify_image``; pass
   ``reports=`` to supply them yourself). These, not the pixels, say where an image came from.
 - **Perceptual hashes** (pHash, dHash, aHash; 64 bits each, as ``imagehash`` computes them):
-  the number of differing bits. Measured for fakestudio (DESIGN.md): re-encoded, resized or brightened copies
-  stay within 6 bits; different pictures start around 18; crops and mirrors break the hashes.
+  the number of differing bits. Re-encoded, resized or brightened copies stay within 6 bits;
+  different pictures start around 18 (``detectors.fingerprint``: what was measured); crops and
+  mirrors break the hashes.
 - **SSIM** (structural similarity, Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01,
   K2 0.03, L 255) on luminance, after resizing the larger image to the smaller one. Only when
   both have the same aspect ratio (a crop or another framing cannot be aligned pixel by pixel).
@@ -36,13 +37,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from detectors.fingerprint import DIFFERENT_PICTURE_BITS, HASH_BITS, SAME_PICTURE_BITS
 from detectors.verdict import OUTCOMES
 
 # --- thresholds -------------------------------------------------------------------------------
 
-HASH_BITS = 64
-SAME_MAX_BITS = 6  # <= this: very likely the same picture (re-encoded, resized, brightened)
-DIFFERENT_MIN_BITS = 18  # >= this: different pictures
+# <= SAME_MAX_BITS: very likely the same picture; >= DIFFERENT_MIN_BITS: different pictures
+SAME_MAX_BITS = SAME_PICTURE_BITS
+DIFFERENT_MIN_BITS = DIFFERENT_PICTURE_BITS
 WORK_MAX_SIDE = 2048  # images are analysed at most this large
 SSIM_MAX_SIDE = 1024  # SSIM and the heat map are computed at most this large
 SPECTRUM_SIDE = 512  # spectra: FFT of the central crop at most this large (not resized)
@@ -474,8 +476,8 @@ def ssim_reading(value: float) -> str:
 
 
 # inferno-like colour map: dark = no difference, bright yellow = strong difference
-_CMAP_POS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-_CMAP_RGB = np.array(
+CMAP_POS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+CMAP_RGB = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64
 )
 
@@ -485,7 +487,7 @@ def colormap(values: np.ndarray) -> np.ndarray:
     v = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
     out = np.empty(v.shape + (3,), dtype=np.uint8)
     for c in range(3):
-        out[..., c] = np.interp(v, _CMAP_POS, _CMAP_RGB[:, c]).round().astype(np.uint8)
+        out[..., c] = np.interp(v, CMAP_POS, CMAP_RGB[:, c]).round().astype(np.uint8)
     return out
 
 

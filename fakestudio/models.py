@@ -25,6 +25,7 @@ from pathlib import Path
 from detectors.fingerprint import sha256_files
 from fakestudio.base_settings import BaseSettings, read_settings
 from fakestudio.errors import UserError
+from fakestudio.world.base import WORLD_DIR, WORLD_NAME, world_dir
 
 SD_WEIGHT_SUFFIXES = (".safetensors", ".bin")
 BASE_ENV = "FAKESTUDIO_BASE"
@@ -40,6 +41,19 @@ def default_base() -> str:
     import os
 
     return os.environ.get(BASE_ENV) or DEFAULT_BASE
+
+
+def base_folder(base: str) -> Path | None:
+    """The diffusers folder `--base` names, without loading it (None: no folder of its own)."""
+    if base == WORLD_NAME:
+        return WORLD_DIR
+    path = Path(base).expanduser()
+    return path if path.is_dir() else None
+
+
+def base_settings(base: str) -> BaseSettings:
+    """How `--base` likes to be used: its folder's fakestudio.json, else fakestudio's defaults."""
+    return read_settings(base_folder(base))
 
 
 def light_base(base: str) -> bool:
@@ -132,7 +146,7 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def _hub_cached_folder(repo_id: str) -> Path | None:
+def hub_cached_folder(repo_id: str) -> Path | None:
     """The snapshot folder of repo_id in the local hub cache, or None; never downloads."""
     import os
 
@@ -162,7 +176,6 @@ def load_base(
     import torch
 
     from fakestudio.tiny import TINY_NAME, ensure_tiny
-    from fakestudio.world.base import WORLD_NAME, world_dir
 
     base = base or default_base()
     dtype = dtype or torch.float32
@@ -195,10 +208,10 @@ def load_base(
                 raise UserError(str(e)) from e
             family = "sdxl" if "XL" in type(pipe).__name__ else "sd1"
             model = BaseModel(pipe, path.name, file_sha256(path), family)
-        elif _looks_like_path(base):
+        elif looks_like_path(base):
             raise UserError(f"{base}: base model not found (no such file or folder)")
         else:
-            folder = _hub_cached_folder(base)
+            folder = hub_cached_folder(base)
             if folder is None:
                 raise UserError(
                     f"{base}: not in the local Hugging Face cache and fakestudio never downloads "
@@ -213,7 +226,7 @@ def load_base(
     return model
 
 
-def _looks_like_path(base: str) -> bool:
+def looks_like_path(base: str) -> bool:
     return (
         base.startswith((".", "/", "~"))
         or base.endswith((".safetensors", ".ckpt"))

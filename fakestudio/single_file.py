@@ -359,9 +359,9 @@ def resolve_tokenizers(arch: str, tokenizer: Path | None, config_dir: Path, path
     """{"tokenizer": ..., ["tokenizer_2": ...]} from the first source that has one."""
     if tokenizer is not None:
         folder = Path(tokenizer).expanduser()
-        if _is_tokenizer_dir(folder):
+        if is_tokenizer_dir(folder):
             main, second = folder, None
-        elif _is_tokenizer_dir(folder / "tokenizer"):
+        elif is_tokenizer_dir(folder / "tokenizer"):
             main, second = folder / "tokenizer", folder / "tokenizer_2"
         else:
             raise BaseModelError(
@@ -369,7 +369,7 @@ def resolve_tokenizers(arch: str, tokenizer: Path | None, config_dir: Path, path
                 "or tokenizer.json)"
             )
         return _tokenizer_pair(arch, _load_tokenizer_dir(main, path), second, path)
-    if _is_tokenizer_dir(config_dir / "tokenizer"):
+    if is_tokenizer_dir(config_dir / "tokenizer"):
         main = _load_tokenizer_dir(config_dir / "tokenizer", path)
         return _tokenizer_pair(arch, main, config_dir / "tokenizer_2", path)
     bpe = installed_clip_bpe()
@@ -381,7 +381,7 @@ def resolve_tokenizers(arch: str, tokenizer: Path | None, config_dir: Path, path
 def _tokenizer_pair(arch: str, main, second_dir: Path | None, path: Path) -> dict:
     out = {"tokenizer": main}
     if arch == SDXL:
-        if second_dir is not None and _is_tokenizer_dir(second_dir):
+        if second_dir is not None and is_tokenizer_dir(second_dir):
             out["tokenizer_2"] = _load_tokenizer_dir(second_dir, path)
         else:
             # SDXL's second tokenizer is CLIP's vocabulary again, padding with "!" (id 0)
@@ -390,7 +390,7 @@ def _tokenizer_pair(arch: str, main, second_dir: Path | None, path: Path) -> dic
     return out
 
 
-def _is_tokenizer_dir(folder: Path) -> bool:
+def is_tokenizer_dir(folder: Path) -> bool:
     return folder.is_dir() and (
         (folder / "tokenizer.json").is_file()
         or ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file())

@@ -50,7 +50,7 @@ def ensure_tiny() -> Path:
     return target
 
 
-def _byte_vocab() -> tuple[dict[str, int], list[str]]:
+def byte_vocab() -> tuple[dict[str, int], list[str]]:
     # GPT-2/CLIP byte-to-unicode table: printable bytes map to themselves, the rest to 256+.
     printable = (
         list(range(ord("!"), ord("~") + 1))
@@ -79,7 +79,7 @@ def byte_tokenizer():
     """The byte-level CLIP-format tokenizer (every byte a symbol, no merges)."""
     from transformers import CLIPTokenizer
 
-    vocab, merges = _byte_vocab()
+    vocab, merges = byte_vocab()
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
 
 

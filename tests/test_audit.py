@@ -214,3 +214,19 @@ def test_terminal_rendering(mixed, fixtures_dir):
     text = console.export_text()
     for cat in ("labelled", "unlabelled", "tampered", "ai-metadata", "unreadable", "total"):
         assert cat in text
+
+
+def test_an_os_error_during_an_audit_says_what_failed(tmp_path):
+    """Not "--csv None: cannot write" for a folder that went away or a cluster out of reach."""
+    from fakestudio.commands.verify import audit_os_error
+
+    gone = FileNotFoundError(2, "No such file or directory", str(tmp_path / "uploads" / "a"))
+    line = audit_os_error(gone, tmp_path / "uploads", "local", None)
+    assert line == f"{tmp_path / 'uploads' / 'a'}: No such file or directory"
+    refused = ConnectionError("could not connect to the GCS")
+    line = audit_os_error(refused, tmp_path, "ray", "ray://head:10001")
+    assert (
+        line
+        == "--engine ray: cannot reach the Ray cluster at ray://head:10001 (could not connect to the GCS)"
+    )
+    assert "--csv" not in audit_os_error(OSError(5, "Input/output error"), tmp_path, "local", None)

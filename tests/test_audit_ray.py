@@ -31,7 +31,7 @@ def test_ray_engine_gives_the_local_pool_results(mixed, local_ray):  # noqa: F81
     kw = {"ledger_path": mixed["ledger"]}
     local = audit(mixed["root"], workers=2, **kw).to_dict()
     assert local["summary"]["total"] >= 8
-    on_ray = audit(mixed["root"], engine="ray", workers=2, **kw).to_dict()
+    on_ray = audit_ray(mixed["root"], num_cpus=2, **kw).to_dict()
     assert on_ray == local
     # back-pressure at its tightest (one file per task, one task in flight): still the same
     seen = []

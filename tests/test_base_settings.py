@@ -28,7 +28,8 @@ def tiny_with_settings(tiny_folder, tmp_path_factory) -> Path:
 
 
 def test_settings_are_read_and_checked(tmp_path, tiny_folder):
-    from fakestudio.base_settings import base_settings, read_settings
+    from fakestudio.base_settings import read_settings
+    from fakestudio.models import base_settings
 
     assert base_settings("tiny").guidance == 7.0 and base_settings("tiny").train == {}
     assert read_settings(tiny_folder).guidance == 7.0  # no file: fakestudio's defaults
@@ -38,7 +39,7 @@ def test_settings_are_read_and_checked(tmp_path, tiny_folder):
         ("{", "not readable JSON"),
         ('{"guidance": "high"}', "guidance must be a number"),
         ('{"guidance": -1}', "guidance must be 0 or more"),
-        ('{"train": {"lr": 1e-4, "turbo": true}}', "unknown train settings ['turbo']"),
+        ('{"train": [1]}', "train must be an object of training settings"),
         ('{"encounter": {"detail": 1}}', "encounter 'detail' must be a number from 0"),
         ('{"encounter": {"detail_top": "top"}}', "encounter 'detail_top' must be a number"),
         ('{"sampler": "euler"}', "only 'guidance', 'train' and 'encounter' are known"),
@@ -67,6 +68,26 @@ def test_train_defaults_come_from_the_base_and_yield_to_toml_and_flags(
     cfg = make_config("ds", "x.safetensors", toml, base=base, rank=8)
     assert (cfg.lr, cfg.rank, cfg.prior_images) == (5e-4, 8, 2)
     assert make_config("ds", "x.safetensors", base="tiny").lr == 1e-4
+
+
+def test_a_wrong_train_setting_in_a_base_is_one_line(tiny_with_settings, tmp_path):
+    from fakestudio.train.config import make_config
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_with_settings, broken)
+    for train, problem in (
+        ({"lr": "4e-4"}, "lr must be float (got '4e-4')"),  # JSON has numbers: TOML's check
+        ({"rank": 2.5}, "rank must be int (got 2.5)"),
+        ({"turbo": True}, "unknown setting 'turbo'"),
+        ({"base": "tiny"}, "unknown setting 'base'"),
+    ):
+        (broken / "fakestudio.json").write_text(json.dumps({"train": train}))
+        with pytest.raises(UserError, match=r"^broken/fakestudio.json: ") as e:
+            make_config("ds", "x.safetensors", base=str(broken))
+        assert problem in str(e.value)
+    data = make_dataset(tmp_path / "ds")
+    res = invoke("train", data, "--out", tmp_path / "x.safetensors", "--base", broken)
+    one_line_error(res, "broken/fakestudio.json", "unknown setting 'base'")
 
 
 def test_generate_uses_the_base_guidance_unless_asked(tiny_with_settings, tmp_path):

@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 from detectors.fingerprint import (
+    DIFFERENT_PICTURE_BITS,
+    SAME_PICTURE_BITS,
     ahash_hex,
     dhash_hex,
     hamming,
@@ -47,6 +49,37 @@ def test_dhash_and_ahash_are_imagehash_s():
     for im in _photos():
         assert dhash_hex(im) == str(imagehash.dhash(im))
         assert ahash_hex(im) == str(imagehash.average_hash(im))
+
+
+def test_the_same_picture_distance_holds_on_real_photos():
+    """Copies re-encoded, resized or brightened stay within SAME_PICTURE_BITS of the photo;
+    two different photos are DIFFERENT_PICTURE_BITS apart or more."""
+    import io
+    import itertools
+
+    from PIL import ImageEnhance
+
+    def jpeg(im, q):
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=q)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+    edits = [
+        lambda im: jpeg(im, 50),
+        lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS),
+        lambda im: im.resize((im.width * 3 // 2, im.height * 3 // 2), Image.Resampling.BICUBIC),
+        lambda im: ImageEnhance.Brightness(im).enhance(1.2),
+        lambda im: ImageEnhance.Brightness(im).enhance(0.8),
+        lambda im: ImageEnhance.Contrast(im).enhance(1.2),
+    ]
+    photos = [Image.open(p).convert("RGB") for p in sorted((FIXTURES / "real").glob("*.jpg"))]
+    if len(photos) < 3:
+        pytest.skip("the shared fixtures' photos are not here")
+    hashes = [phash_hex(im) for im in photos]
+    for im, h in zip(photos, hashes, strict=True):
+        assert max(hamming(h, phash_hex(edit(im))) for edit in edits) <= SAME_PICTURE_BITS
+    apart = min(hamming(a, b) for a, b in itertools.combinations(hashes, 2))
+    assert apart >= DIFFERENT_PICTURE_BITS
 
 
 def test_hamming():

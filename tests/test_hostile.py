@@ -448,7 +448,7 @@ def _hang_in_native_code(path, *args):
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         time.sleep(120)
-    return audit_mod._real_verify_one(path, *args)
+    return audit_mod._real_verify(path, *args)
 
 
 def test_workers_stuck_in_native_code_are_killed(tmp_path, monkeypatch):
@@ -464,8 +464,8 @@ def test_workers_stuck_in_native_code_are_killed(tmp_path, monkeypatch):
     root.mkdir()
     for name in ("a.png", "hang.png", "z.png"):
         _small_png(root / name)
-    monkeypatch.setattr(audit_mod, "_real_verify_one", audit_mod._verify_one, raising=False)
-    monkeypatch.setattr(audit_mod, "_verify_one", _hang_in_native_code)
+    monkeypatch.setattr(audit_mod, "_real_verify", audit_mod.verify_one, raising=False)
+    monkeypatch.setattr(audit_mod, "verify_one", _hang_in_native_code)
     monkeypatch.setattr(audit_mod, "STALL_GRACE", 1.0)
     t0 = time.monotonic()
     result = audit_mod.audit(root, workers=2, use_ledger=False, time_limit=0.5)

@@ -229,9 +229,9 @@ def _tokenizer_folder(folder: Path) -> Path:
     """A small CLIP-format tokenizer whose vocabulary knows the whole word 'zorp'."""
     from transformers import CLIPTokenizer
 
-    from fakestudio.tiny import _byte_vocab
+    from fakestudio.tiny import byte_vocab
 
-    vocab, _ = _byte_vocab()
+    vocab, _ = byte_vocab()
     merges = [("z", "o"), ("zo", "r"), ("zor", "p</w>")]
     for a, b in merges:
         vocab.setdefault(a + b, len(vocab))

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from detectors.fingerprint import sha256_file
 from fakestudio.world.attributes import ATTRIBUTES
-from fakestudio.world.probe import WEIGHTS, accuracy, file_sha256, load_probe
+from fakestudio.world.probe import WEIGHTS, accuracy, load_probe
 from fakestudio.world.samples import SAMPLE_PEOPLE
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -22,7 +23,7 @@ def probe():
 def test_committed_weights_are_small_and_match_their_sha256():
     assert WEIGHTS.stat().st_size < 5_000_000  # four nets of 0.6M parameters, fp16
     recorded = WEIGHTS.with_suffix(".sha256").read_text().split()[0]
-    assert recorded == file_sha256(WEIGHTS)
+    assert recorded == sha256_file(WEIGHTS)
 
 
 def test_a_tampered_probe_file_is_refused(tmp_path):

@@ -631,11 +631,11 @@ def _file_data_uri(data: bytes) -> str:
 
 
 def _legend_css() -> str:
-    from detectors.compare import _CMAP_POS, _CMAP_RGB
+    from detectors.compare import CMAP_POS, CMAP_RGB
 
     stops = ", ".join(
         f"rgb({int(r)},{int(g)},{int(b)}) {p * 100:.0f}%"
-        for p, (r, g, b) in zip(_CMAP_POS, _CMAP_RGB, strict=True)
+        for p, (r, g, b) in zip(CMAP_POS, CMAP_RGB, strict=True)
     )
     return f"linear-gradient(to right, {stops})"
 

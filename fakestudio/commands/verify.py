@@ -5,6 +5,7 @@ Neither command imports torch or diffusers: only ``detectors`` (numpy, Pillow, c
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from contextlib import contextmanager
@@ -300,7 +301,6 @@ def audit(
     fakestudio audit uploads/ --csv audit.csv --fail-on unlabelled,tampered
     """
     from detectors.audit import FAIL_ON, fail_exit_code
-    from detectors.audit import audit as run_audit
 
     if not folder.exists():
         raise UserError(f"{folder}: no such folder")
@@ -330,10 +330,22 @@ def audit(
         raise UserError("--address is for --engine ray")
     if engine == "ray":
         require("cluster", "audit --engine ray")
-        extra.update(engine="ray", address=address)
+        from detectors.audit_ray import audit_ray
+
+        run_audit = functools.partial(audit_ray, address=address, num_cpus=workers)
+    else:
+        from detectors.audit import audit
+
+        run_audit = functools.partial(audit, workers=workers)
 
     from detectors.audit import CsvStream
     from detectors.files import clean_stale_parts
+
+    def to_csv(write, *args) -> None:
+        try:
+            write(*args)
+        except OSError as e:
+            raise UserError(f"--csv {csv_out}: cannot write ({e.strerror or e})") from e
 
     stream = None
     if csv_out is not None:
@@ -348,25 +360,25 @@ def audit(
             def progress(done, total, rep):
                 on_progress(done, total, rep)
                 if stream is not None:
-                    stream.add(rep)
+                    to_csv(stream.add, rep)
                 if as_jsonl:
                     click.echo(json.dumps(rep, default=str))
 
-            result = run_audit(
-                folder,
-                workers=workers,
-                trust_anchors=anchors,
-                ledger_path=ledger_path,
-                use_ledger=use_ledger,
-                on_start=on_start,
-                on_progress=progress,
-                time_limit=time_limit,
-                **extra,
-            )
+            try:
+                result = run_audit(
+                    folder,
+                    trust_anchors=anchors,
+                    ledger_path=ledger_path,
+                    use_ledger=use_ledger,
+                    on_start=on_start,
+                    on_progress=progress,
+                    time_limit=time_limit,
+                    **extra,
+                )
+            except OSError as e:  # the folder went away, or the Ray cluster is out of reach
+                raise UserError(audit_os_error(e, folder, engine, address)) from e
         if stream is not None:
-            stream.finish(result)
-    except OSError as e:
-        raise UserError(f"--csv {csv_out}: cannot write ({e.strerror or e})") from e
+            to_csv(stream.finish, result)
     finally:
         if stream is not None:
             stream.abort()
@@ -438,3 +450,11 @@ def _audit_progress(quiet: bool):
             (lambda total: bars("auditing", 0, total)),
             (lambda done, total, rep: bars("auditing", done, total)),
         )
+
+
+def audit_os_error(e: OSError, folder: Path, engine: str, address: str | None) -> str:
+    """One line for an OSError out of an audit, saying what failed: the cluster, or a file."""
+    if engine == "ray" and isinstance(e, ConnectionError):
+        where = f" at {address}" if address else ""
+        return f"--engine ray: cannot reach the Ray cluster{where} ({e})"
+    return f"{e.filename or folder}: {e.strerror or e}"

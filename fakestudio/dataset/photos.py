@@ -10,11 +10,11 @@ DEFAULT_MAX_PIXELS = 120_000_000  # decompression-bomb guard: larger than any ca
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
-class _Skip(Exception):
+class SkipPhoto(Exception):
     """This photo cannot be used; the message is the reason (no file names in it)."""
 
 
-def _scrub(message: str) -> str:
+def scrub(message: str) -> str:
     """An exception message without object addresses (file names never reach it: we decode
     from memory)."""
     message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", message)
@@ -34,32 +34,32 @@ def _looks_like_text(data: bytes) -> bool:
 
 
 def open_photo(data: bytes, suffix: str = "", max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Decode a photo's bytes to an upright RGB image, or raise _Skip with the reason."""
+    """Decode a photo's bytes to an upright RGB image, or raise SkipPhoto with the reason."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from detectors.image_io import open_formats
 
     if not data:
-        raise _Skip("empty file (0 bytes)")
+        raise SkipPhoto("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=open_formats())  # never EPS & co
     except Image.DecompressionBombError as e:
-        raise _Skip(f"too large: {_scrub(str(e))} (decompression-bomb guard)") from e
+        raise SkipPhoto(f"too large: {scrub(str(e))} (decompression-bomb guard)") from e
     except UnidentifiedImageError as e:
         if suffix.lower() in (".heic", ".heif"):
-            raise _Skip(
+            raise SkipPhoto(
                 "unreadable: HEIC/HEIF needs the pillow-heif plugin; export the photo as JPEG"
             ) from e
         if _looks_like_text(data):
-            raise _Skip("unreadable: a text file, not an image") from e
-        raise _Skip("unreadable: not an image format Pillow can read") from e
+            raise SkipPhoto("unreadable: a text file, not an image") from e
+        raise SkipPhoto("unreadable: not an image format Pillow can read") from e
     except Exception as e:  # a broken header is a skip, never an abort
-        raise _Skip(f"unreadable: {_scrub(str(e))}") from e
+        raise SkipPhoto(f"unreadable: {scrub(str(e))}") from e
     w, h = im.size
     if w * h > max_pixels:
-        raise _Skip(
+        raise SkipPhoto(
             f"too large: {w}x{h} is {w * h / 1e6:.0f} MP, over the {max_pixels / 1e6:.0f} MP "
             "decompression-bomb guard"
         )
@@ -68,7 +68,7 @@ def open_photo(data: bytes, suffix: str = "", max_pixels: int = DEFAULT_MAX_PIXE
             warnings.simplefilter("ignore")
             im.load()
     except Exception as e:
-        raise _Skip(f"corrupt: {_scrub(str(e))}") from e
+        raise SkipPhoto(f"corrupt: {scrub(str(e))}") from e
     try:
         im = ImageOps.exif_transpose(im)
     except Exception:  # malformed EXIF: keep the stored orientation

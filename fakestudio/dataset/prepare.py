@@ -27,9 +27,9 @@ from fakestudio.dataset.crops import (
 from fakestudio.dataset.photos import (
     DEFAULT_MAX_PIXELS,
     MAX_FILE_BYTES,
-    _scrub,
-    _Skip,
+    SkipPhoto,
     open_photo,
+    scrub,
 )
 from fakestudio.dataset.schema import (
     BUCKET_STEP,
@@ -292,7 +292,7 @@ def prepare_dataset(
             rep.source_sha256 = sha256_bytes(data)
             im = open_photo(data, path.suffix, max_pixels)
             if min(im.size) < min_side:
-                raise _Skip(
+                raise SkipPhoto(
                     f"too small: {im.width}x{im.height}, shorter side under {min_side} px "
                     "(--min-side)"
                 )
@@ -333,7 +333,7 @@ def prepare_dataset(
             (tmp / IMAGES_DIR).mkdir()
         except OSError as e:
             raise UserError(
-                f"--out {out}: cannot write there ({e.strerror or _scrub(str(e))})"
+                f"--out {out}: cannot write there ({e.strerror or scrub(str(e))})"
             ) from e
         images = _render_all(reports, files, tmp, buckets, detector, max_pixels, progress)
         if not images:
@@ -365,7 +365,7 @@ def prepare_dataset(
         try:
             _write(tmp / DATASET_JSON, text.encode("utf-8"))
         except OSError as e:
-            raise UserError(f"cannot write the dataset: {e.strerror or _scrub(str(e))}") from e
+            raise UserError(f"cannot write the dataset: {e.strerror or scrub(str(e))}") from e
         _fsync_dir(tmp / IMAGES_DIR)
         _fsync_dir(tmp)
         try:
@@ -391,7 +391,7 @@ def prepare_dataset(
 def _read_limited(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise _Skip(f"too large: {size / 2**20:.0f} MB file")
+        raise SkipPhoto(f"too large: {size / 2**20:.0f} MB file")
     return path.read_bytes()
 
 
@@ -409,18 +409,18 @@ def _dedupe(reports: list[PhotoReport], bits: int) -> None:
 
 
 def _skip_reason(e: Exception) -> str:
-    if isinstance(e, _Skip):
+    if isinstance(e, SkipPhoto):
         return str(e)
     if isinstance(e, OSError):
-        return f"unreadable: {e.strerror or _scrub(str(e))}"
-    return f"unreadable: {type(e).__name__}: {_scrub(str(e))}"
+        return f"unreadable: {e.strerror or scrub(str(e))}"
+    return f"unreadable: {type(e).__name__}: {scrub(str(e))}"
 
 
 def _render_one(r: PhotoReport, path: Path, buckets, detector, max_pixels: int):
     """(png bytes, bucket, face box or None) for a photo that passed the first look."""
     data = _read_limited(path)
     if sha256_bytes(data) != r.source_sha256:
-        raise _Skip("changed while the dataset was being prepared")
+        raise SkipPhoto("changed while the dataset was being prepared")
     im = open_photo(data, path.suffix, max_pixels)
     face = None
     if detector is not None:
@@ -447,7 +447,7 @@ def _render_all(reports, files, tmp, buckets, detector, max_pixels, progress) ->
             _write(tmp / rel, png)
             _write(tmp / IMAGES_DIR / f"{name}{CAPTION_SUFFIX}", (r.caption + "\n").encode("utf-8"))
         except OSError as e:
-            raise UserError(f"cannot write the dataset: {e.strerror or _scrub(str(e))}") from e
+            raise UserError(f"cannot write the dataset: {e.strerror or scrub(str(e))}") from e
         r.file, r.bucket, r.face = rel, bucket, face is not None
         images.append(
             DatasetImage(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fakestudio.dataset.photos import _scrub
+from fakestudio.dataset.photos import scrub
 from fakestudio.errors import UserError
 
 # A few hundred common English words (and words that already mean something to Stable
@@ -110,9 +110,9 @@ def load_check_tokenizer(base: str | None = None, tokenizer: str | Path | None =
     tokenizer folder, a cached hub id; a single-file checkpoint uses an installed CLIP vocabulary
     if there is one. A base that does not exist is a UserError."""
     from fakestudio.single_file import (
-        _is_tokenizer_dir,
         clip_tokenizer_from_bpe,
         installed_clip_bpe,
+        is_tokenizer_dir,
     )
 
     def from_dir(folder: Path):
@@ -121,11 +121,11 @@ def load_check_tokenizer(base: str | None = None, tokenizer: str | Path | None =
         try:
             return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
         except Exception as e:
-            raise UserError(f"{folder}: cannot read the tokenizer ({_scrub(str(e))})") from e
+            raise UserError(f"{folder}: cannot read the tokenizer ({scrub(str(e))})") from e
 
     def pick(folder: Path):
         for cand in (folder / "tokenizer", folder):
-            if _is_tokenizer_dir(cand):
+            if is_tokenizer_dir(cand):
                 return cand
         return None
 
@@ -169,11 +169,11 @@ def load_check_tokenizer(base: str | None = None, tokenizer: str | Path | None =
                 "vocabulary (pass --tokenizer DIR)"
             ),
         )
-    from fakestudio.models import _hub_cached_folder, _looks_like_path
+    from fakestudio.models import hub_cached_folder, looks_like_path
 
-    if _looks_like_path(base):
+    if looks_like_path(base):
         raise UserError(f"--base {base}: base model not found (no such file or folder)")
-    folder = _hub_cached_folder(base)
+    folder = hub_cached_folder(base)
     found = pick(folder) if folder is not None else None
     if found is None:
         raise UserError(

@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from detectors.fingerprint import SAME_PICTURE_BITS
 from fakestudio.registry.publication import (
     MAX_PIXELS,
     Refused,
@@ -55,9 +56,10 @@ class RegistryConfig:
     max_body: int = 32 * 1024 * 1024  # bytes of any request body (publish or byContent)
     rate: float = 20.0  # requests per second per client (0: no limit)
     burst: int = 60
-    # byContent: candidates within this many bits (re-encoded, resized or brightened copies stay
-    # within 6, DESIGN.md; 7 is the most that costs one flipped bit per 16-bit band to probe)
-    phash_radius: int = 7
+    # byContent: candidates within this many bits of the picture's pHash: the same picture, and
+    # one bit more, which costs nothing: the index (4 bands of 16 bits) finds any hash within 7
+    # bits by probing each band's value and its 16 one-bit neighbours
+    phash_radius: int = SAME_PICTURE_BITS + 1
     trust_anchors: list[bytes] | None = None
 
 

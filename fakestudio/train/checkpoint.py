@@ -128,7 +128,7 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+        opt_tensors, opt_meta = flatten_optimizer(optimizer)
         rng_tensors, rng_meta = {}, []
         for r, states in enumerate(rng):
             rng_tensors[f"{r}.torch"] = states["torch"]
@@ -177,7 +177,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _flatten_optimizer(sd: dict) -> tuple[dict, dict]:
+def flatten_optimizer(sd: dict) -> tuple[dict, dict]:
     """torch optimizer state_dict -> (tensors for safetensors, JSON for the rest)."""
     tensors, plain = {}, {}
     for idx, st in sd["state"].items():
@@ -189,7 +189,7 @@ def _flatten_optimizer(sd: dict) -> tuple[dict, dict]:
     return tensors, {"param_groups": sd["param_groups"], "plain": plain}
 
 
-def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+def unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     state: dict = {}
     for key, value in [*tensors.items(), *meta.get("plain", {}).items()]:
         idx, name = key.split(".", 1)
@@ -229,7 +229,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
                 "python": meta["python"],
             }
         )
-    optimizer = _unflatten_optimizer(opt, doc.pop("optimizer"))
+    optimizer = unflatten_optimizer(opt, doc.pop("optimizer"))
     scheduler = doc.pop("scheduler")
     doc.pop("rng")
     return Checkpoint(path, int(doc["step"]), lora, optimizer, scheduler, rng, doc)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakestudio.errors import UserError
+from fakestudio.models import base_settings, default_base
 
 LR_SCHEDULERS = ("constant", "cosine", "linear")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -209,19 +210,30 @@ def read_toml(path: Path) -> dict:
         raise UserError(f"{path}: not valid TOML ({e})") from None
     if isinstance(raw.get("train"), dict):
         raw = {**{k: v for k, v in raw.items() if k != "train"}, **raw["train"]}
-    known = set(field_names())
+    return check_settings(raw, path)
+
+
+# what a base's fakestudio.json may not set (besides the run's files): the base, free notes
+NOT_FROM_A_BASE = ("base", "extra")
+
+
+def check_settings(raw: dict, source, *, refuse: tuple[str, ...] = ()) -> dict:
+    """{field: value} from a TOML file or a base's `train` settings: each name known (dashes
+    or underscores; `steps` is max_steps) and each value of its field's type (ints pass for
+    floats), else a UserError naming `source`, the setting and what it must be."""
+    known = set(field_names()) - set(refuse)
     out = {}
     for key, value in raw.items():
-        name = key.replace("-", "_")
+        name = str(key).replace("-", "_")
         if name == "steps":
             name = "max_steps"
         if name in ("dataset", "out"):
-            raise UserError(f"{path}: give {name} on the command line, not in the config file")
+            raise UserError(f"{source}: give {name} on the command line, not in a settings file")
         if name not in known:
             raise UserError(
-                f"{path}: unknown setting {key!r}; known settings: {', '.join(sorted(known))}"
+                f"{source}: unknown setting {key!r}; known settings: {', '.join(sorted(known))}"
             )
-        out[name] = _coerce(name, value, path)
+        out[name] = _coerce(name, value, source)
     return out
 
 
@@ -254,15 +266,12 @@ def _kinds(hint) -> tuple:
 
 def make_config(dataset: Path, out: Path, toml: Path | None = None, **options) -> TrainConfig:
     """Defaults < the base's fakestudio.json < TOML file < options (None options left out)."""
-    from fakestudio.base_settings import base_settings
-    from fakestudio.models import default_base
-
     values: dict = {}
     if toml is not None:
         values.update(read_toml(toml))
     values.update({k: v for k, v in options.items() if v is not None})
-    base = values.get("base") or default_base()
-    values = base_settings(str(base)).train | values
+    base = base_settings(str(values.get("base") or default_base()))
+    values = check_settings(base.train, base.source, refuse=NOT_FROM_A_BASE) | values
     values.pop("dataset", None)
     values.pop("out", None)
     return TrainConfig(dataset=Path(dataset), out=Path(out), **values)

@@ -9,9 +9,11 @@ different model (records name the base by that hash too).
 
 from __future__ import annotations
 
-import hashlib
+import json
 from pathlib import Path
 
+from detectors.fingerprint import sha256_file
+from fakestudio.base_settings import SETTINGS_FILE
 from fakestudio.errors import UserError
 
 WORLD_NAME = "world"
@@ -41,18 +43,10 @@ SETTINGS = {
 _checked: set[Path] = set()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _listing(folder: Path) -> dict[str, str]:
     """relative path -> sha256 of every file under folder (sorted, '/' separators)."""
     return {
-        p.relative_to(folder).as_posix(): _file_sha256(p)
+        p.relative_to(folder).as_posix(): sha256_file(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
@@ -61,10 +55,6 @@ def _listing(folder: Path) -> dict[str, str]:
 def write_settings(folder: Path) -> Path:
     """Write SETTINGS as the folder's fakestudio.json (the export does; after changing
     SETTINGS: `python -m fakestudio.world.base`, which also rewrites base.sha256)."""
-    import json
-
-    from fakestudio.base_settings import SETTINGS_FILE
-
     path = Path(folder) / SETTINGS_FILE
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(SETTINGS, indent=1) + "\n")

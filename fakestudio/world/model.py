@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from fakestudio.tiny import MAX_TOKENS, _byte_vocab
+from fakestudio.tiny import MAX_TOKENS, byte_vocab
 from fakestudio.world.scenes import scene_stream
 
 RESOLUTION = 256
@@ -68,7 +68,7 @@ def world_tokenizer():
     """The CLIP-format tokenizer whose merges make every world caption word one token."""
     from transformers import CLIPTokenizer
 
-    vocab, _ = _byte_vocab()
+    vocab, _ = byte_vocab()
     specials = [t for t in vocab if t.startswith("<|")]
     for t in specials:
         del vocab[t]

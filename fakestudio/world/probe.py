@@ -14,7 +14,6 @@ scene. Its weights are committed next to this file (`probe.safetensors`, sha256 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from detectors.fingerprint import sha256_file
 from fakestudio.world.attributes import ALL_VALUES, ATTRIBUTES
 from fakestudio.world.draw import WORLD_INK, Ink, render
 from fakestudio.world.scenes import random_scene
@@ -119,20 +119,19 @@ class Probe:
         return self.read_views(views(image, people))
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def load_probe(path: Path = WEIGHTS) -> Probe:
     """The committed probe; FileNotFoundError if its weights are missing, ValueError if their
-    sha256 differs from the one committed beside them."""
+    sha256 is missing or differs from the one committed beside them (the probe's readings are
+    the world base's measured quality: weights that cannot be checked are not used)."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no probe weights (train them: python -m {__name__})")
     expected = path.with_suffix(".sha256")
-    if expected.exists() and expected.read_text().split()[0] != file_sha256(path):
+    if not expected.exists():
+        raise ValueError(f"{path}: no {expected.name} beside it: the weights cannot be checked")
+    if expected.read_text().split()[0] != sha256_file(path):
         raise ValueError(f"{path}: sha256 differs from {expected.name}")
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     groups: dict[str, dict] = {}
@@ -276,7 +275,7 @@ def save_members(out: Path, members: list[dict]) -> Path:
     tmp = Path(out).with_suffix(".partial")
     save_file(state, str(tmp), metadata={"values": json.dumps(ALL_VALUES)})
     tmp.replace(out)
-    Path(out).with_suffix(".sha256").write_text(f"{file_sha256(out)}  {Path(out).name}\n")
+    Path(out).with_suffix(".sha256").write_text(f"{sha256_file(out)}  {Path(out).name}\n")
     return Path(out)
 
 

@@ -281,7 +281,7 @@ class WorldTrainer:
     def save(self) -> Path:
         from safetensors.torch import save_file
 
-        from fakestudio.train.checkpoint import _flatten_optimizer
+        from fakestudio.train.checkpoint import flatten_optimizer
 
         final = self.run_dir / "checkpoint"
         tmp = self.run_dir / ".checkpoint.partial"
@@ -296,7 +296,7 @@ class WorldTrainer:
         save_file(tensors, str(tmp / "models.safetensors"))
         opt_meta = None
         if self.opt is not None:
-            opt_tensors, opt_meta = _flatten_optimizer(self.opt.state_dict())
+            opt_tensors, opt_meta = flatten_optimizer(self.opt.state_dict())
             save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         state = {
             "format": "fakestudio.world-train/1",
@@ -318,7 +318,7 @@ class WorldTrainer:
     def _load(self) -> None:
         from safetensors.torch import load_file
 
-        from fakestudio.train.checkpoint import _unflatten_optimizer
+        from fakestudio.train.checkpoint import unflatten_optimizer
 
         folder = self.run_dir / "checkpoint"
         if not (folder / "state.json").exists():
@@ -335,7 +335,7 @@ class WorldTrainer:
         self.opt = self._make_optimizer()
         if self.opt is not None and state.get("optimizer"):
             self.opt.load_state_dict(
-                _unflatten_optimizer(
+                unflatten_optimizer(
                     load_file(str(folder / "optimizer.safetensors")), state["optimizer"]
                 )
             )
