@@ -408,8 +408,7 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash, by_conten
             entries = led.by_payload(ours["payload"])
             if entries:
                 out["same_payload"] = len(entries)
-                mirrored = (ours.get("details") or {}).get("mirrored")
-                checked = [(e, _content_check(rgb, e, phash, mirrored)) for e in reversed(entries)]
+                checked = [(e, _content_check(rgb, e, phash, ours)) for e in reversed(entries)]
                 entry, check = next(
                     ((e, c) for e, c in checked if c and c["outcome"] == "match"), checked[0]
                 )
@@ -475,7 +474,7 @@ def _by_content(out: dict, led, rgb) -> dict:
     return out
 
 
-def _content_check(rgb, entry, phash, mirrored=None) -> dict | None:
+def _content_check(rgb, entry, phash, mark: dict | None = None) -> dict | None:
     """Compare the picture with a ledger row: its content descriptor (signed into the
     manifest it keeps), else (rows made before content binding) its perceptual hash, which can
     confirm an uncropped copy but never rule one out; None when nothing can be compared."""
@@ -486,7 +485,9 @@ def _content_check(rgb, entry, phash, mirrored=None) -> dict | None:
     except content.DescriptorError as e:
         return {"outcome": "inconclusive", "method": "features", "reason": str(e)}
     if desc is not None:
-        return content.check(rgb, desc, mirrored).to_dict()
+        details = (mark or {}).get("details") or {}
+        scale = content.mark_scale(details, desc)
+        return content.check(rgb, desc, details.get("mirrored"), scale).to_dict()
     if phash and entry.phash and hamming(phash, entry.phash) <= CANDIDATE_BITS:
         d = hamming(phash, entry.phash)
         return {
