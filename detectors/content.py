@@ -52,7 +52,9 @@ POINTS = 160  # keypoints kept per output
 GRID = 4  # cells per side over which they are spread
 THUMB = 32  # side of the luma thumbnail
 DETECT = 3000  # keypoints detected before the spread selection
-QUERY_POINTS = 800  # keypoints a copy is described by
+QUERY_POINTS = 800  # keypoints a copy is described by for a check
+# for a look-up: 400 measured 95.4% recall (800: 96.0%), 42% fewer postings, ~15% less time
+LOOKUP_POINTS = 800
 FAST_THRESHOLD = 7
 EDGE = 15  # ORB's border (and patch margin), pixels at SIDE
 MAX_HAMMING = 64  # descriptor pairs further apart are not matched
@@ -404,7 +406,7 @@ def index_keys(desc: ContentDescriptor) -> list[tuple[int, int]]:
 
 def query_keys(rgb: np.ndarray) -> list[int]:
     """The distinct keys of a copy's keypoints, as is and mirrored."""
-    views = _Views(_scaled(_luma(rgb)))
+    views = _Views(_scaled(_luma(rgb)), LOOKUP_POINTS)
     parts = [
         _keys(qd).ravel() for flip in (False, True) if (qd := views.features(flip)[1]) is not None
     ]
@@ -416,15 +418,16 @@ class _Views:
     (FAST and the Harris score are symmetric): detected once, only their descriptors are
     computed again on the mirrored picture (a quarter of the cost of a second detection)."""
 
-    def __init__(self, g: np.ndarray):
+    def __init__(self, g: np.ndarray, n: int = QUERY_POINTS):
         self.g = g
+        self.n = n
         self._plain = None
 
     def features(self, flip: bool):
         import cv2
 
         if self._plain is None:
-            self._plain = _query_detector().detectAndCompute(self.g, None)
+            self._plain = _query_detector(self.n).detectAndCompute(self.g, None)
         kps, des = self._plain
         if not flip:
             return kps, des
@@ -443,7 +446,7 @@ class _Views:
         ]
         if not mirrored:
             return [], None
-        return _query_detector().compute(np.ascontiguousarray(self.g[:, ::-1]), mirrored)
+        return _query_detector(self.n).compute(np.ascontiguousarray(self.g[:, ::-1]), mirrored)
 
 
 def _keys(des: np.ndarray) -> np.ndarray:
@@ -500,8 +503,8 @@ def _detector():
     return _cv_object("detector", DETECT)
 
 
-def _query_detector():
-    return _cv_object("query", QUERY_POINTS)
+def _query_detector(n: int = QUERY_POINTS):
+    return _cv_object(f"query{n}", n)
 
 
 def _matcher():
