@@ -7,8 +7,12 @@
 
 Walk: recursive, in sorted order; directory symlinks are followed, but each real directory is
 entered once (tracked by device and inode), so symlink loops end. Files are picked by
-extension (``IMAGE_EXTENSIONS``); a broken link, a text file named ``.png`` or any other bad
-file gets its own "unreadable" report and the audit goes on.
+extension (``MEDIA_EXTENSIONS``: pictures, video, audio and PDF, every format whose
+credentials C2PA reads), and any other regular file whose first bytes are one of those formats
+(``detectors.media.identify``: a JPEG named ``.bin``); the rest is counted as
+``skipped_not_images``: files with neither pixels we decode nor credentials C2PA could read. A
+broken link, a text file named ``.png`` or any other bad file gets its own "unreadable" report
+and the audit goes on.
 
 Parallelism: a ``ProcessPoolExecutor`` of ``workers`` processes (default: the CPUs this
 process may use), forked on Linux before any progress-bar thread starts (fork needs no module
@@ -53,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detectors import media
 from detectors.files import printable
 from detectors.verdict import CATEGORY_ORDER, make_verdict
 
@@ -80,6 +85,8 @@ IMAGE_EXTENSIONS = frozenset(
         ".jpf",
     }
 )
+#: every extension audit verifies: pictures, video, audio, PDF (``detectors.media.EXTENSIONS``)
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | media.MEDIA_EXTENSIONS
 FAIL_ON = ("unlabelled", "tampered", "mismatch", "ai-metadata", "unreadable")
 MEMORY_LIMIT_MB = 4096  # address space a worker may add to what it maps at start (RLIMIT_AS)
 INLINE_MAX_FILES = 2  # this few files are verified in-process (no worker start-up)
@@ -106,6 +113,7 @@ CSV_COLUMNS = (
     "ledger_entry",
     "headline",
     "reason",
+    "kind",  # image, video, audio, document (detectors.media)
 )
 
 Progress = Callable[[int, int, dict], None]
@@ -270,7 +278,7 @@ def audit(
 
 
 def find_images(root: str | os.PathLike) -> tuple[list[Path], int, list[str]]:
-    """(image files in sorted walk order, number of non-image files skipped, notes)."""
+    """(media files in sorted walk order, number of other files skipped, notes)."""
     root_p = Path(root)
     notes: list[str] = []
     if root_p.is_file():
@@ -307,8 +315,11 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], int, list[str]]:
             keep.append(d)
         dirnames[:] = keep
         for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                files.append(Path(dirpath) / name)
+            path = Path(dirpath) / name
+            if os.path.splitext(name)[1].lower() in MEDIA_EXTENSIONS:
+                files.append(path)
+            elif media.identify_file(path) is not None:  # a picture or video named otherwise
+                files.append(path)
             else:
                 skipped += 1
     return files, skipped, notes
@@ -317,11 +328,14 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], int, list[str]]:
 def summarise(reports: list[dict], skipped: int = 0) -> dict:
     cats = Counter((r.get("verdict") or {}).get("category", "unreadable") for r in reports)
     outcomes = Counter((r.get("verdict") or {}).get("outcome", "unreadable") for r in reports)
+    kinds = Counter(((r.get("media") or {}).get("kind") or "unknown") for r in reports)
     return {
         "total": len(reports),
         "categories": {c: cats.get(c, 0) for c in CATEGORY_ORDER},
         "outcomes": dict(sorted(outcomes.items())),
-        "skipped_not_images": skipped,
+        # image, video, audio, document, unknown (not identified: unreadable ones)
+        "kinds": dict(sorted(kinds.items())),
+        "skipped_not_images": skipped,  # neither pixels we decode nor credentials C2PA reads
     }
 
 
@@ -379,6 +393,7 @@ def csv_row(r: dict) -> dict:
         "ledger_entry": entry.get("file_name"),
         "headline": printable(v.get("headline")),
         "reason": printable(img.get("reason")) if img.get("reason") else None,
+        "kind": (r.get("media") or {}).get("kind"),
     }
 
 
@@ -481,6 +496,8 @@ def error_report(path: str, why: str) -> dict:
         "phash": None,
         "signals": [],
         "trust": {},
+        "checks": {},
+        "media": None,
         "notes": [reason],
     }
 

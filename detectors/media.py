@@ -93,11 +93,11 @@ _AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A "}
 _TIFF_DNG_VERSION = 50706
 
 
-def identify(head: bytes, name: str | os.PathLike | None = None) -> MediaType | None:
-    """The media type of a file from its first bytes (``HEAD_BYTES`` are plenty), or None
-    for bytes no C2PA-capable format starts with. ``name``: the file name, used only where
-    the bytes cannot tell (camera raws built on TIFF)."""
-    head = bytes(head[:HEAD_BYTES])
+def identify(data: bytes, name: str | os.PathLike | None = None) -> MediaType | None:
+    """The media type of a file from its first bytes (``HEAD_BYTES`` are plenty; the whole
+    file may be given), or None for bytes no C2PA-capable format starts with. ``name``: the
+    file name, used only where the bytes cannot tell (camera raws built on TIFF)."""
+    head = bytes(data[:HEAD_BYTES])
     ext = os.path.splitext(str(name or ""))[1].lower()
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return MediaType("image", "image/png", "PNG")
@@ -124,7 +124,12 @@ def identify(head: bytes, name: str | os.PathLike | None = None) -> MediaType | 
         return MediaType("document", "application/pdf", "PDF")
     if head.startswith(b"fLaC"):
         return MediaType("audio", "audio/flac", "FLAC")
-    if head.startswith(b"ID3") or _mpeg_audio_frame(head):
+    if head.startswith(b"ID3"):
+        end = _id3_end(head)
+        if bytes(data[end : end + 4]) == b"fLaC":
+            return MediaType("audio", "audio/flac", "FLAC")  # c2pa-rs puts its ID3 tag first
+        return MediaType("audio", "audio/mpeg", "MP3")
+    if _mpeg_audio_frame(head):
         return MediaType("audio", "audio/mpeg", "MP3")
     if head.startswith(b"BM") and len(head) >= 26:
         return MediaType("image", "image/bmp", "BMP")
@@ -143,8 +148,11 @@ def identify_file(path: str | os.PathLike) -> MediaType | None:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         try:
             head = os.read(fd, HEAD_BYTES)
+            after = os.pread(fd, 4, _id3_end(head)) if head.startswith(b"ID3") else b""
         finally:
             os.close(fd)
+        if after == b"fLaC":  # c2pa-rs puts its ID3 tag before a FLAC stream
+            return MediaType("audio", "audio/flac", "FLAC")
     except OSError:
         return None
     return identify(head, path)
@@ -221,6 +229,15 @@ def _tiff_has_tag(head: bytes, tag: int) -> bool:
     except struct.error:
         return False
     return False
+
+
+def _id3_end(head: bytes) -> int:
+    """Where the audio after an ID3v2 tag starts (its syncsafe size, a footer when flagged)."""
+    if len(head) < 10:
+        return len(head)
+    b = head[6:10]
+    size = (b[0] & 0x7F) << 21 | (b[1] & 0x7F) << 14 | (b[2] & 0x7F) << 7 | (b[3] & 0x7F)
+    return 10 + size + (10 if head[5] & 0x10 else 0)
 
 
 def _mpeg_audio_frame(head: bytes) -> bool:

@@ -285,7 +285,7 @@ def _container_notes(scan, c2pa: C2paResult, info: dict) -> None:
 
 def _media_type(p: Path, data: bytes | None):
     if data is not None:
-        return media.identify(data[: media.HEAD_BYTES], p.name)
+        return media.identify(data, p.name)
     return media.identify_file(p)
 
 
