@@ -17,7 +17,10 @@ and the audit goes on.
 Parallelism: a ``ProcessPoolExecutor`` of ``workers`` processes (default: the CPUs this
 process may use), forked on Linux before any progress-bar thread starts (fork needs no module
 re-import, so workers start at once and a script without a ``__main__`` guard is safe; "spawn"
-elsewhere). Each worker analyses one file at a time with the bounded loader of
+elsewhere). One exception: a process that has itself read a PDF's credentials
+(``detectors.c2pa.fork_safe()`` False: c2pa-rs then holds a worker-thread pool that forked
+children inherit without its threads, and their PDF reads never return) starts its workers with
+"forkserver", which imports the main module as "spawn" does. Each worker analyses one file at a time with the bounded loader of
 ``detectors.image_io`` (file <= 256 MB, <= 64 MP, decoded at most at 16.8 MP) and, where the
 platform allows, an address-space limit (``memory_limit_mb`` on top of what the worker maps
 when it starts). A worker that dies (a crash in a native library, the memory limit) does not
@@ -541,8 +544,15 @@ def _mp_context():
     import multiprocessing
     import sys
 
-    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
+    from detectors.c2pa import fork_safe
+
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods:
+        if fork_safe():
+            return multiprocessing.get_context("fork")
+        # this process read a PDF: c2pa-rs's thread pool would hang forked workers
+        if "forkserver" in methods:
+            return multiprocessing.get_context("forkserver")
     return multiprocessing.get_context("spawn")
 
 

@@ -306,10 +306,26 @@ def _read(source, mime, anchors: _Anchors, online: bool) -> C2paResult:
         return _read_stream(fh, mime, anchors, online)
 
 
+#: formats whose reading starts c2pa-rs's worker-thread pool (rayon, for PDF): a process forked
+#: after that inherits a pool without threads, and its next read of that format never returns
+#: (measured with c2pa-python 0.38.1: a PDF read in the parent, then in a forked child)
+_POOL_FORMATS = frozenset({"application/pdf"})
+_pool_started = False
+
+
+def fork_safe() -> bool:
+    """Whether a process forked from this one can still read every format (see
+    ``_POOL_FORMATS``); ``detectors.audit`` starts its workers another way when not."""
+    return not _pool_started
+
+
 def _read_stream(stream, mime: str | None, anchors: _Anchors, online: bool) -> C2paResult:
     import c2pa  # loaded here: `import detectors.c2pa` stays cheap
 
+    global _pool_started
     mime = _normal_mime(mime)
+    if mime in _POOL_FORMATS:
+        _pool_started = True
     start = stream.tell()
     try:
         store_json, embedded, remote_url = _reader_json(stream, mime, anchors, online)

@@ -119,11 +119,14 @@ def open_image(
     info: dict | None = None,
     *,
     data: bytes | None = None,
+    raw_half_size: bool = True,
 ) -> tuple[Image.Image | None, dict]:
     """Open (headers only) with every guard; returns (image, info). The caller closes it.
 
     ``data``: the file's bytes when the caller already read them (``path`` is then only used
     in messages). ``image`` is None when the file cannot be opened; ``info["reason"]`` says why.
+    SVG and camera raws are decoded here already (rendered, demosaiced; ``raw_half_size``:
+    LibRaw's fast half-size rendering, what the checks need; False for full size).
     """
     info = info if info is not None else new_info()
     if data is None:
@@ -145,7 +148,7 @@ def open_image(
         )
     special = _special_format(path, data)
     if special is not None:
-        return _open_special(special, path, data, info)
+        return _open_special(special, path, data, info, raw_half_size)
     try:
         im = _open_guarded(io.BytesIO(data) if data is not None else path, info)
     except _TextTooLarge:
@@ -288,7 +291,9 @@ def _special_format(path, data: bytes | None):
     return None
 
 
-def _open_special(mt, path, data: bytes | None, info: dict) -> tuple[Image.Image | None, dict]:
+def _open_special(
+    mt, path, data: bytes | None, info: dict, raw_half_size: bool = True
+) -> tuple[Image.Image | None, dict]:
     """SVG (rendered when safe) and camera raws (decoded by rawpy, else their embedded
     preview): an RGB(A) Pillow image of the pixels, already decoded, with the header guards."""
     info["format"], info["mime"] = mt.name, mt.mime
@@ -300,7 +305,7 @@ def _open_special(mt, path, data: bytes | None, info: dict) -> tuple[Image.Image
         if mt.name == "SVG":
             im = _render_svg(raw, info)
         else:
-            im = _open_raw(mt.name, raw, info)
+            im = _open_raw(mt.name, raw, info, raw_half_size)
     except MemoryError:
         return None, _fail(info, "out of memory while decoding")
     except Exception as e:  # noqa: BLE001 - any failure is a reason, not a crash
@@ -330,14 +335,14 @@ def _render_svg(raw: bytes, info: dict) -> Image.Image | None:
     return im
 
 
-def _open_raw(name: str, raw: bytes, info: dict) -> Image.Image | None:
+def _open_raw(name: str, raw: bytes, info: dict, half_size: bool = True) -> Image.Image | None:
     """A camera raw's pixels: rawpy (LibRaw) at half size, else the first image Pillow reads
     in its TIFF structure (a DNG's embedded preview). EXIF and XMP from the TIFF structure."""
     from detectors.media import RAWPY
 
     im: Image.Image | None = None
     if RAWPY.available:
-        rgb = _decode_raw(raw)
+        rgb = _decode_raw(raw, half_size)
         im = Image.fromarray(rgb, "RGB")
         info["decoder"] = "decoded by rawpy (LibRaw)"
         info["notes"].append(
@@ -377,7 +382,7 @@ def _open_raw(name: str, raw: bytes, info: dict) -> Image.Image | None:
     return im
 
 
-def _decode_raw(raw: bytes) -> np.ndarray:
+def _decode_raw(raw: bytes, half_size: bool = True) -> np.ndarray:
     import rawpy
 
     r = rawpy.RawPy()
@@ -390,7 +395,7 @@ def _decode_raw(raw: bytes) -> np.ndarray:
                 f"(limit {MAX_PIXELS // 10**6} MP, {MAX_SIDE} px a side)"
             )
         r.unpack()
-        rgb = r.postprocess(half_size=True, use_camera_wb=True, output_bps=8, user_flip=0)
+        rgb = r.postprocess(half_size=half_size, use_camera_wb=True, output_bps=8, user_flip=0)
     finally:
         r.close()
     return np.ascontiguousarray(rgb, dtype=np.uint8)

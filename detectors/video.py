@@ -141,6 +141,9 @@ def _sample(container, out: Sampled, samples: int) -> None:
     targets = [duration * (2 * i + 1) / (2 * samples) for i in range(samples)] if duration else [0]
     budget = [MAX_PACKETS]
     seen: set[float] = set()
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
     for t in targets:
         frame = _frame_at(container, vs, t, budget)
         if frame is None:
@@ -149,7 +152,7 @@ def _sample(container, out: Sampled, samples: int) -> None:
         if ts in seen:
             continue
         seen.add(ts)
-        out.frames.append(Frame(ts, _rgb(frame), bool(frame.key_frame)))
+        out.frames.append(Frame(ts, _rgb(frame, reformatter), bool(frame.key_frame)))
         if budget[0] <= 0:
             out.notes.append(f"stopped after {MAX_PACKETS} packets")
             break
@@ -181,13 +184,15 @@ def _frame_at(container, vs, t: float, budget: list[int]):
     return last
 
 
-def _rgb(frame) -> np.ndarray:
+def _rgb(frame, reformatter) -> np.ndarray:
+    """RGB pixels of a frame (reduced like a picture when huge), converted by this call's own
+    one-thread scaler: PyAV's shared scaler keeps worker threads that a forked audit worker
+    does not have (it hung there, measured)."""
     w, h = frame.width, frame.height
     k = image_io.reduce_factor(w, h)
-    if k > 1:
-        frame = frame.reformat(width=max(1, w // k), height=max(1, h // k))
-    rgb = frame.to_ndarray(format="rgb24")
-    return np.ascontiguousarray(rgb, dtype=np.uint8)
+    size = (max(1, w // k), max(1, h // k)) if k > 1 else (w, h)
+    out = reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24", threads=1)
+    return np.ascontiguousarray(out.to_ndarray(), dtype=np.uint8)
 
 
 def _why(e: BaseException) -> str:
