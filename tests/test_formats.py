@@ -333,3 +333,45 @@ def test_without_the_optional_decoders(made):
         assert "[formats]" in docs[f"svg-{v}"]["checks"]["pixels"]
     assert "headline" in docs["heic-unsigned"]["verdict"]
     assert "not run" in docs["heic-unsigned"]["verdict"]["headline"]
+
+
+def test_label_accepts_heic_avif_dng_tiff(made, tmp_path):
+    """`fakestudio label` on HEIC, AVIF, DNG and multi-page TIFF originals: PNG copies (JPEG
+    when asked) that verify as labelled; a signed original becomes the copy's ingredient."""
+    src = tmp_path / "in"
+    src.mkdir()
+    originals = {
+        "signed.heic": made["files"]["heic"]["local"].read_bytes(),
+        "plain.avif": make("avif", seed=7),
+        "raw.dng": make("dng", seed=8),
+        "pages.tif": make("tiff", pages=2, seed=9),
+    }
+    for name, data in originals.items():
+        (src / name).write_bytes(data)
+    res = CliRunner().invoke(
+        cli,
+        ["label", *[str(src / n) for n in originals], "--out", str(tmp_path / "out")]
+        + ["--generator", "Example Diffusion", "--json"],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0, res.output
+    copies = {Path(c["source"]).name: c for c in json.loads(res.stdout)}
+    assert set(copies) == set(originals)
+    for name, c in copies.items():
+        path = Path(c["path"])
+        assert path.suffix == ".png" and path.stem == Path(name).stem
+        rep = verify_image(path).to_dict()
+        assert rep["verdict"]["outcome"] == "labelled-ai", (name, rep["verdict"])
+        assert rep["c2pa"]["soft_binding"]["value"] == c["watermark"]
+        assert (rep["image"]["width"], rep["image"]["height"]) == (320, 256), name
+        assert c["ingredient"] == (name == "signed.heic")
+    heic = verify_image(copies["signed.heic"]["path"]).to_dict()
+    assert heic["c2pa"]["ingredients"] == ["signed.heic"]
+    assert heic["c2pa"]["actions"][0] == "c2pa.opened"
+    res = CliRunner().invoke(
+        cli,
+        ["label", str(src / "raw.dng"), "--out", str(tmp_path / "jpeg"), "--format", "jpeg"]
+        + ["--generator", "Example Diffusion"],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0 and (tmp_path / "jpeg" / "raw.jpg").is_file()
