@@ -439,6 +439,9 @@ def _nothing_headline(f: Findings) -> str:
         )
     if f.has("ledger-candidate"):
         return "No provenance found (a similar image in your ledger could not be confirmed)"
+    if f.has("manifest-unchecked"):
+        why = f.first("manifest-unchecked").summary
+        return f"No provenance found; the Content Credentials could not be checked ({why})"
     unchecked = _watermarks_not_checked(f)
     if unchecked:
         return f"No provenance found: no Content Credentials (invisible watermarks {unchecked})"
