@@ -17,10 +17,11 @@ and the audit goes on.
 Parallelism: a ``ProcessPoolExecutor`` of ``workers`` processes (default: the CPUs this
 process may use), forked on Linux before any progress-bar thread starts (fork needs no module
 re-import, so workers start at once and a script without a ``__main__`` guard is safe; "spawn"
-elsewhere). One exception: a process that has itself read a PDF's credentials
-(``detectors.c2pa.fork_safe()`` False: c2pa-rs then holds a worker-thread pool that forked
-children inherit without its threads, and their PDF reads never return) starts its workers with
-"forkserver", which imports the main module as "spawn" does. Each worker analyses one file at a time with the bounded loader of
+elsewhere). One exception: a process that has itself read a PDF's credentials in-process
+(``detectors.c2pa.fork_safe()`` False; by default PDFs are read in a child process: c2pa-rs
+then holds a worker-thread pool that forked children inherit without its threads, and their
+PDF reads never return) starts its workers with "forkserver", which imports the main module as
+"spawn" does. Each worker analyses one file at a time with the bounded loader of
 ``detectors.image_io`` (file <= 256 MB, <= 64 MP, decoded at most at 16.8 MP) and, where the
 platform allows, an address-space limit (``memory_limit_mb`` on top of what the worker maps
 when it starts). A worker that dies (a crash in a native library, the memory limit) does not

@@ -306,11 +306,27 @@ def _read(source, mime, anchors: _Anchors, online: bool) -> C2paResult:
         return _read_stream(fh, mime, anchors, online)
 
 
-#: formats whose reading starts c2pa-rs's worker-thread pool (rayon, for PDF): a process forked
-#: after that inherits a pool without threads, and its next read of that format never returns
-#: (measured with c2pa-python 0.38.1: a PDF read in the parent, then in a forked child)
+#: formats whose reading starts c2pa-rs's worker-thread pool (lopdf's rayon pool, for PDF): a
+#: process forked after that inherits a pool without threads, and its next read of that format
+#: never returns (measured with c2pa-python 0.38.1: a PDF read in the parent, then in a forked
+#: child). So they are read in a child process of their own (``ISOLATE``; ~0.2 s more a PDF),
+#: which also puts a time limit (``ISOLATED_SECONDS``) on the PDF parser.
 _POOL_FORMATS = frozenset({"application/pdf"})
+ISOLATE = True
+ISOLATED_SECONDS = 120.0
 _pool_started = False
+
+_CHILD = r"""
+import io, json, sys
+sys.path.insert(0, sys.argv[1])
+from detectors import c2pa as r
+r.ISOLATE = False
+head = json.loads(sys.stdin.buffer.readline())
+data = sys.stdin.buffer.read()
+anchors = r._Anchors(head["user"], head["local"], head["lists"])
+res = r._read_stream(io.BytesIO(data), head["mime"], anchors, head["online"])
+sys.stdout.write(json.dumps(res.to_dict()))
+"""
 
 
 def fork_safe() -> bool:
@@ -319,12 +335,42 @@ def fork_safe() -> bool:
     return not _pool_started
 
 
+def _read_isolated(stream, mime: str, anchors: _Anchors, online: bool) -> C2paResult:
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    head = {"mime": mime, "user": anchors.user, "local": anchors.local, "lists": anchors.lists}
+    head["online"] = online
+    data = json.dumps(head).encode() + b"\n" + stream.read()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", _CHILD, root],
+            input=data,
+            capture_output=True,
+            timeout=ISOLATED_SECONDS,
+            cwd="/",
+        )
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            return C2paResult("error", message=_one_line(err[-1] if err else "reader failed"))
+        return C2paResult(**json.loads(proc.stdout))
+    except subprocess.TimeoutExpired:
+        return C2paResult(
+            "error", message=f"the C2PA reader took longer than {ISOLATED_SECONDS:g} s"
+        )
+    except (OSError, ValueError, TypeError) as e:
+        return C2paResult("error", message=_one_line(f"{type(e).__name__}: {e}"))
+
+
 def _read_stream(stream, mime: str | None, anchors: _Anchors, online: bool) -> C2paResult:
     import c2pa  # loaded here: `import detectors.c2pa` stays cheap
 
     global _pool_started
     mime = _normal_mime(mime)
     if mime in _POOL_FORMATS:
+        if ISOLATE:
+            return _read_isolated(stream, mime, anchors, online)
         _pool_started = True
     start = stream.tell()
     try:

@@ -138,7 +138,7 @@ def verify_image(
     mt = _media_type(p, data) if sha is not None else None
     skipped = media.skipped_pixels(mt)
     im = None
-    if info["reason"] is None and (skipped is None or mt.kind == "image"):
+    if info["reason"] is None and (mt is None or mt.kind == "image"):
         im, info = image_io.open_image(p, info, data=data)
 
     # C2PA works on the bytes even when Pillow cannot decode the pixels.

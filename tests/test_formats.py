@@ -375,3 +375,19 @@ def test_label_accepts_heic_avif_dng_tiff(made, tmp_path):
         catch_exceptions=False,
     )
     assert res.exit_code == 0 and (tmp_path / "jpeg" / "raw.jpg").is_file()
+
+
+def test_a_pdf_read_here_leaves_forked_workers_working(made, tmp_path):
+    """c2pa-rs parses PDFs with a thread pool that a forked process inherits without its
+    threads: a PDF read in the parent made a forked audit worker's next PDF read hang. PDFs
+    are read in a child process, so the parent stays safe to fork."""
+    from detectors import audit as audit_mod
+    from detectors.c2pa import fork_safe
+
+    pdf = made["files"]["pdf"]["local"]
+    assert verify_image(pdf, use_ledger=False).verdict.outcome == "labelled-ai"
+    assert fork_safe() and audit_mod._mp_context().get_start_method() == "fork"
+    for i in range(3):
+        (tmp_path / f"doc{i}.pdf").write_bytes(pdf.read_bytes())
+    res = audit(tmp_path, workers=2, use_ledger=False, time_limit=20)
+    assert res.summary["outcomes"] == {"labelled-ai": 3}, res.notes
