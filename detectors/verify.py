@@ -312,8 +312,15 @@ def _checks(mt, skipped, info: dict, sha, c2pa, im_read: bool) -> dict:
     elif mt is not None and mt.kind != "image":
         checks["metadata"] = media.status(media.NOT_RUN, f"no metadata reader for {mt.name}")
     else:
-        checks["metadata"] = media.status(media.NOT_RUN, _strip(info.get("reason")) or skipped)
+        checks["metadata"] = media.status(
+            media.NOT_RUN, _skipped_why(skipped) or _strip(info.get("reason"))
+        )
     return checks
+
+
+def _skipped_why(skipped: str | None) -> str | None:
+    """The reason part of a ``not run: ...`` status."""
+    return skipped.split(": ", 1)[1] if skipped and ": " in skipped else skipped
 
 
 def _pixels_check(mt, skipped, info: dict, rgb, sampled) -> tuple[str, str | None]:
