@@ -207,10 +207,13 @@ def verify_image(
         checks["pixels"], watermarks, [f.time_s for f in sampled.frames] if sampled else None
     )
     checks["ledger"] = _ran_or(ledger.get("checked"), ledger.get("note") or "--no-ledger")
-    checks["registry"] = _ran_or(
-        reg.get("checked"),
-        "not asked (--registry URL)" if not registry else "the file carries a manifest",
-    )
+    if not registry:
+        not_asked = "not asked (--registry URL)"
+    elif c2pa.state != "absent":
+        not_asked = "the file carries a manifest"
+    else:
+        not_asked = "no decoded picture to look it up by"
+    checks["registry"] = _ran_or(reg.get("checked"), not_asked)
     signals = collect(
         readable=readable,
         unreadable_reason=reason or info.get("reason"),
