@@ -7,13 +7,21 @@
 
 Walk: recursive, in sorted order; directory symlinks are followed, but each real directory is
 entered once (tracked by device and inode), so symlink loops end. Files are picked by
-extension (``IMAGE_EXTENSIONS``); a broken link, a text file named ``.png`` or any other bad
-file gets its own "unreadable" report and the audit goes on.
+extension (``MEDIA_EXTENSIONS``: pictures, video, audio and PDF, every format whose
+credentials C2PA reads), and any other regular file whose first bytes are one of those formats
+(``detectors.media.identify``: a JPEG named ``.bin``); the rest is counted as
+``skipped_not_images``: files with neither pixels we decode nor credentials C2PA could read. A
+broken link, a text file named ``.png`` or any other bad file gets its own "unreadable" report
+and the audit goes on.
 
 Parallelism: a ``ProcessPoolExecutor`` of ``workers`` processes (default: the CPUs this
 process may use), forked on Linux before any progress-bar thread starts (fork needs no module
 re-import, so workers start at once and a script without a ``__main__`` guard is safe; "spawn"
-elsewhere). Each worker analyses one file at a time with the bounded loader of
+elsewhere). One exception: a process that has itself read a PDF's credentials in-process
+(``detectors.c2pa.fork_safe()`` False; by default PDFs are read in a child process: c2pa-rs
+then holds a worker-thread pool that forked children inherit without its threads, and their
+PDF reads never return) starts its workers with "forkserver", which imports the main module as
+"spawn" does. Each worker analyses one file at a time with the bounded loader of
 ``detectors.image_io`` (file <= 256 MB, <= 64 MP, decoded at most at 16.8 MP) and, where the
 platform allows, an address-space limit (``memory_limit_mb`` on top of what the worker maps
 when it starts). A worker that dies (a crash in a native library, the memory limit) does not
@@ -53,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detectors import media
 from detectors.files import printable
 from detectors.verdict import CATEGORY_ORDER, make_verdict
 
@@ -80,6 +89,8 @@ IMAGE_EXTENSIONS = frozenset(
         ".jpf",
     }
 )
+#: every extension audit verifies: pictures, video, audio, PDF (``detectors.media.EXTENSIONS``)
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | media.MEDIA_EXTENSIONS
 FAIL_ON = ("unlabelled", "tampered", "mismatch", "ai-metadata", "unreadable")
 MEMORY_LIMIT_MB = 4096  # address space a worker may add to what it maps at start (RLIMIT_AS)
 INLINE_MAX_FILES = 2  # this few files are verified in-process (no worker start-up)
@@ -106,6 +117,7 @@ CSV_COLUMNS = (
     "ledger_entry",
     "headline",
     "reason",
+    "kind",  # image, video, audio, document (detectors.media)
 )
 
 Progress = Callable[[int, int, dict], None]
@@ -252,7 +264,7 @@ def audit(
 
 
 def find_images(root: str | os.PathLike) -> tuple[list[Path], int, list[str]]:
-    """(image files in sorted walk order, number of non-image files skipped, notes)."""
+    """(media files in sorted walk order, number of other files skipped, notes)."""
     root_p = Path(root)
     notes: list[str] = []
     if root_p.is_file():
@@ -289,8 +301,11 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], int, list[str]]:
             keep.append(d)
         dirnames[:] = keep
         for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                files.append(Path(dirpath) / name)
+            path = Path(dirpath) / name
+            if os.path.splitext(name)[1].lower() in MEDIA_EXTENSIONS:
+                files.append(path)
+            elif media.identify_file(path) is not None:  # a picture or video named otherwise
+                files.append(path)
             else:
                 skipped += 1
     return files, skipped, notes
@@ -299,11 +314,14 @@ def find_images(root: str | os.PathLike) -> tuple[list[Path], int, list[str]]:
 def summarise(reports: list[dict], skipped: int = 0) -> dict:
     cats = Counter((r.get("verdict") or {}).get("category", "unreadable") for r in reports)
     outcomes = Counter((r.get("verdict") or {}).get("outcome", "unreadable") for r in reports)
+    kinds = Counter(((r.get("media") or {}).get("kind") or "unknown") for r in reports)
     return {
         "total": len(reports),
         "categories": {c: cats.get(c, 0) for c in CATEGORY_ORDER},
         "outcomes": dict(sorted(outcomes.items())),
-        "skipped_not_images": skipped,
+        # image, video, audio, document, unknown (not identified: unreadable ones)
+        "kinds": dict(sorted(kinds.items())),
+        "skipped_not_images": skipped,  # neither pixels we decode nor credentials C2PA reads
     }
 
 
@@ -361,6 +379,7 @@ def csv_row(r: dict) -> dict:
         "ledger_entry": entry.get("file_name"),
         "headline": printable(v.get("headline")),
         "reason": printable(img.get("reason")) if img.get("reason") else None,
+        "kind": (r.get("media") or {}).get("kind"),
     }
 
 
@@ -463,6 +482,8 @@ def error_report(path: str, why: str) -> dict:
         "phash": None,
         "signals": [],
         "trust": {},
+        "checks": {},
+        "media": None,
         "notes": [reason],
     }
 
@@ -506,8 +527,15 @@ def _mp_context():
     import multiprocessing
     import sys
 
-    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
+    from detectors.c2pa import fork_safe
+
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods:
+        if fork_safe():
+            return multiprocessing.get_context("fork")
+        # this process read a PDF: c2pa-rs's thread pool would hang forked workers
+        if "forkserver" in methods:
+            return multiprocessing.get_context("forkserver")
     return multiprocessing.get_context("spawn")
 
 

@@ -92,14 +92,6 @@ EKU_TRUST_CONFIG = "\n".join(
     ]
 )
 
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF8", "image/gif"),
-    (b"II*\x00", "image/tiff"),
-    (b"MM\x00*", "image/tiff"),
-    (b"%PDF", "application/pdf"),
-)
 _URL = re.compile(r"https?://[^\s\"'<>]+")
 # c2pa-rs's words for the anchor set a trusted chain ended in ("found in [user_anchors] trust
 # anchors", "trust list: system_anchors"): system = the shipped C2PA lists
@@ -284,14 +276,14 @@ def _read(source, mime, anchors: _Anchors, online: bool) -> C2paResult:
         if size > MAX_INPUT_BYTES:
             return _too_large(size)
         if mime is None:
-            mime = sniff_mime(source.read(32))
+            mime = sniff_mime(source.read(_SNIFF_BYTES))
             source.seek(0)
         return _read_stream(source, mime, anchors, online)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > MAX_INPUT_BYTES:
             return _too_large(len(data))
-        return _read_stream(io.BytesIO(data), mime or sniff_mime(data[:32]), anchors, online)
+        return _read_stream(io.BytesIO(data), mime or sniff_mime(data), anchors, online)
     path = Path(source)
     try:
         size = path.stat().st_size
@@ -307,15 +299,79 @@ def _read(source, mime, anchors: _Anchors, online: bool) -> C2paResult:
         return C2paResult("error", message=_one_line(f"{path.name}: {e.strerror or e}"))
     with fh:
         if mime is None:
-            mime = sniff_mime(fh.read(32)) or mimetypes.guess_type(path.name)[0]
+            mime = (
+                sniff_mime(fh.read(_SNIFF_BYTES), path.name) or mimetypes.guess_type(path.name)[0]
+            )
             fh.seek(0)
         return _read_stream(fh, mime, anchors, online)
+
+
+#: formats whose reading starts c2pa-rs's worker-thread pool (lopdf's rayon pool, for PDF): a
+#: process forked after that inherits a pool without threads, and its next read of that format
+#: never returns (measured with c2pa-python 0.38.1: a PDF read in the parent, then in a forked
+#: child). So they are read in a child process of their own (``ISOLATE``; ~0.2 s more a PDF),
+#: which also puts a time limit (``ISOLATED_SECONDS``) on the PDF parser.
+_POOL_FORMATS = frozenset({"application/pdf"})
+ISOLATE = True
+ISOLATED_SECONDS = 120.0
+_pool_started = False
+
+_CHILD = r"""
+import io, json, sys
+sys.path.insert(0, sys.argv[1])
+from detectors import c2pa as r
+r.ISOLATE = False
+head = json.loads(sys.stdin.buffer.readline())
+data = sys.stdin.buffer.read()
+anchors = r._Anchors(head["user"], head["local"], head["lists"])
+res = r._read_stream(io.BytesIO(data), head["mime"], anchors, head["online"])
+sys.stdout.write(json.dumps(res.to_dict()))
+"""
+
+
+def fork_safe() -> bool:
+    """Whether a process forked from this one can still read every format (see
+    ``_POOL_FORMATS``); ``detectors.audit`` starts its workers another way when not."""
+    return not _pool_started
+
+
+def _read_isolated(stream, mime: str, anchors: _Anchors, online: bool) -> C2paResult:
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    head = {"mime": mime, "user": anchors.user, "local": anchors.local, "lists": anchors.lists}
+    head["online"] = online
+    data = json.dumps(head).encode() + b"\n" + stream.read()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", _CHILD, root],
+            input=data,
+            capture_output=True,
+            timeout=ISOLATED_SECONDS,
+            cwd="/",
+        )
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            return C2paResult("error", message=_one_line(err[-1] if err else "reader failed"))
+        return C2paResult(**json.loads(proc.stdout))
+    except subprocess.TimeoutExpired:
+        return C2paResult(
+            "error", message=f"the C2PA reader took longer than {ISOLATED_SECONDS:g} s"
+        )
+    except (OSError, ValueError, TypeError) as e:
+        return C2paResult("error", message=_one_line(f"{type(e).__name__}: {e}"))
 
 
 def _read_stream(stream, mime: str | None, anchors: _Anchors, online: bool) -> C2paResult:
     import c2pa  # loaded here: `import detectors.c2pa` stays cheap
 
+    global _pool_started
     mime = _normal_mime(mime)
+    if mime in _POOL_FORMATS:
+        if ISOLATE:
+            return _read_isolated(stream, mime, anchors, online)
+        _pool_started = True
     start = stream.tell()
     try:
         store_json, embedded, remote_url = _reader_json(stream, mime, anchors, online)
@@ -751,21 +807,16 @@ def _codes(codes: list[str]) -> str:
     return ", ".join(_unique(codes)[:10])
 
 
-def sniff_mime(head: bytes) -> str | None:
-    """The MIME type from a file's first bytes, for the formats fakestudio meets most."""
-    for magic, mime in _MAGIC:
-        if head.startswith(magic):
-            return mime
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            return "image/avif"
-        if brand in (b"heic", b"heix", b"mif1", b"msf1"):
-            return "image/heic"
-        return "video/mp4"
-    return None
+_SNIFF_BYTES = 4096  # detectors.media.HEAD_BYTES
+
+
+def sniff_mime(head: bytes, name: str | None = None) -> str | None:
+    """The MIME type C2PA is asked with, from a file's first bytes (up to 4 KB are looked
+    at; fewer tell most formats): every format c2pa-python reads, by ``detectors.media``."""
+    from detectors.media import identify
+
+    mt = identify(head, name)
+    return mt.mime if mt is not None else None
 
 
 def _normal_mime(mime: str | None) -> str | None:

@@ -18,8 +18,9 @@ itself, in every container c2pa-rs embeds one in:
 * PNG: the ``caBX`` chunk; RIFF (WebP, WAV, AVI): the ``C2PA`` chunk;
 * TIFF/DNG: tag 0xCD41 in the first IFD; GIF: the ``C2PA_GIF`` application extension;
 * ISO BMFF (MP4, MOV, HEIF, AVIF) and JPEG XL: a ``uuid`` box with the C2PA UUID, a top-level
-  ``jumb`` or ``c2pa`` box; MP3: an ID3 ``GEOB`` frame of type
-  ``application/x-c2pa-manifest-store``; SVG/XML: a ``c2pa:manifest`` element;
+  ``jumb`` or ``c2pa`` box; MP3 and FLAC: an ID3 ``GEOB`` frame of type ``application/c2pa``
+  (c2pa-rs 0.91) or ``application/x-c2pa-manifest-store``; SVG/XML: a ``c2pa:manifest``
+  element; PDF: an embedded file whose ``AFRelationship`` is ``C2PA_Manifest``;
 * anywhere else: the JUMBF description box of a C2PA manifest store (``jumd`` + the C2PA
   UUID) at an offset no container accounts for.
 
@@ -65,7 +66,7 @@ class Store:
 
 @dataclass
 class Scan:
-    kind: str | None = None  # png, jpeg, riff, tiff, gif, bmff, jxl, id3, xml
+    kind: str | None = None  # png, jpeg, riff, tiff, gif, bmff, jxl, id3, xml, pdf
     stores: list[Store] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)  # bad-UTF-8 iTXt: keyword -> text
@@ -125,10 +126,35 @@ def _dispatch(buf, scan: Scan) -> None:
         _boxes(buf, scan)
     elif head[:3] == b"ID3":
         scan.kind = "id3"
-        _find_store(buf, b"application/x-c2pa-manifest-store", "MP3 ID3 GEOB frame", scan)
+        _id3(buf, scan)
+    elif head.startswith(b"%PDF-"):
+        scan.kind = "pdf"
+        _find_store(
+            buf, b"/C2PA_Manifest", "PDF embedded file (AFRelationship C2PA_Manifest)", scan
+        )
     elif head.lstrip()[:1] == b"<":
         scan.kind = "xml"
         _find_store(buf, b"<c2pa:manifest", "SVG c2pa:manifest element", scan)
+
+
+def _id3(buf, scan: Scan) -> None:
+    """The ID3v2 tag at the start of an MP3 (or of a FLAC file c2pa-rs signed): a GEOB frame
+    of a C2PA MIME type, and a tag that claims more bytes than the file has."""
+    n = len(buf)
+    if n >= 10:
+        b = bytes(buf[6:10])
+        size = (b[0] & 0x7F) << 21 | (b[1] & 0x7F) << 14 | (b[2] & 0x7F) << 7 | (b[3] & 0x7F)
+        if 10 + size > n:
+            scan.problem(f"ID3 tag declares {10 + size} bytes, past the end of the file ({n})")
+    for needle in (b"GEOB", b"application/c2pa\0", b"application/x-c2pa-manifest-store"):
+        pos = buf.find(needle, 0, min(n, 64 * 1024 * 1024))
+        if needle == b"GEOB":
+            # the frame itself is only a store when its MIME type is C2PA's
+            if pos < 0 or buf.find(b"c2pa", pos, pos + 64) < 0:
+                continue
+        if pos >= 0:
+            scan.stores.append(Store("ID3 GEOB frame (C2PA)", pos, n - pos))
+            return
 
 
 def _find_store(buf, needle: bytes, where: str, scan: Scan) -> None:

@@ -52,7 +52,9 @@ POINTS = 160  # keypoints kept per output
 GRID = 4  # cells per side over which they are spread
 THUMB = 32  # side of the luma thumbnail
 DETECT = 3000  # keypoints detected before the spread selection
-QUERY_POINTS = 800  # keypoints a copy is described by
+QUERY_POINTS = 800  # keypoints a copy is described by for a check
+# for a look-up: 400 measured 95.4% recall (800: 96.0%), 42% fewer postings, ~15% less time
+LOOKUP_POINTS = 800
 FAST_THRESHOLD = 7
 EDGE = 15  # ORB's border (and patch margin), pixels at SIDE
 MAX_HAMMING = 64  # descriptor pairs further apart are not matched
@@ -68,6 +70,11 @@ THUMB_MISMATCH = 0.5  # below this the thumbnails do not agree
 THUMB_STRICT = 0.95  # a copy with little detail, its thumbnail alone, at the same aspect ratio
 LOW_DETAIL_INLIERS = 6  # inliers that confirm a copy with little detail whose thumbnail agrees
 ASPECT_TOLERANCE = 0.1  # |log| of the ratio of aspect ratios still "the same framing"
+# a copy showing less than half of the output and fewer than 256^2 of its pixels (a small crop of
+# a small output: a 60% window of a 256 px world output kept 2-3 inliers) is never a keypoint
+# mismatch; a 60% window of a 512 px picture keeps 18 or more
+MIN_COVER = 0.5
+MIN_COVER_PIXELS = 256 * 256
 INDEX_POINTS = 64
 KEY_BITS = 32
 KEY_TABLES = 8
@@ -201,9 +208,17 @@ def _spread(kps, shape) -> list[int]:
 # --- checking -----------------------------------------------------------------------------------
 
 
-def check(rgb: np.ndarray, desc: ContentDescriptor, mirrored: bool | None = None) -> ContentCheck:
+def check(
+    rgb: np.ndarray,
+    desc: ContentDescriptor,
+    mirrored: bool | None = None,
+    scale: float | None = None,
+) -> ContentCheck:
     """Compare a picture with a recorded output. ``mirrored``: a hint from the durable mark's
-    decoder (the copy is a mirror image); both orientations are tried either way."""
+    decoder (the copy is a mirror image); both orientations are tried either way. ``scale``:
+    the copy's pixels per output pixel as the durable mark's lattice gives it; a copy that would
+    then show less than ``MIN_COVER`` of the output (a small crop, which may share few keypoints
+    with the whole) is never called a mismatch by its keypoints."""
     grey = _luma(rgb)
     corr = _thumb_correlation(grey, desc.thumb)
     if desc.featureless:
@@ -236,7 +251,14 @@ def check(rgb: np.ndarray, desc: ContentDescriptor, mirrored: bool | None = None
         res.outcome = "match"
         res.reason = f"{inliers} of the output's {len(desc.points)} keypoints map onto this picture"
     elif query_points >= MIN_QUERY_POINTS:
-        if inliers <= MISMATCH_INLIERS and (corr is None or corr < THUMB_MATCH):
+        cover = _cover(grey.shape, desc, scale)
+        if cover is not None and cover[0] < MIN_COVER and cover[1] < MIN_COVER_PIXELS:
+            res.reason = (
+                f"{inliers} of the output's {len(desc.points)} keypoints map onto this picture, "
+                f"which would show {100 * cover[0]:.0f}% of the output ({cover[1]:,.0f} of its "
+                "pixels) at its watermark's scale: too small a part to rule it out"
+            )
+        elif inliers <= MISMATCH_INLIERS and (corr is None or corr < THUMB_MATCH):
             res.outcome = "mismatch"
             res.reason = (
                 f"only {inliers} of the output's {len(desc.points)} keypoints map onto this "
@@ -272,6 +294,27 @@ def check(rgb: np.ndarray, desc: ContentDescriptor, mirrored: bool | None = None
             f"thumbnail correlation {_fmt(corr)}"
         )
     return res
+
+
+def mark_scale(mark_details: dict | None, desc: ContentDescriptor) -> float | None:
+    """A copy's pixels per output pixel from the durable mark's lattice as the decoder read it
+    (its period in the copy over the period the labeller used for the output's size)."""
+    from detectors.watermarks import durable
+
+    period = (mark_details or {}).get("period_px")
+    if not period:
+        return None
+    return float(period) / (durable.TILE * durable.unit(desc.height, desc.width))
+
+
+def _cover(shape, desc: ContentDescriptor, scale: float | None) -> tuple[float, float] | None:
+    """(share of the output's area, output pixels) a copy of ``shape`` shows at ``scale`` (copy
+    pixels per output pixel); None without a scale."""
+    if not scale or scale <= 0:
+        return None
+    h, w = shape
+    px = min((w / scale) * (h / scale), desc.width * desc.height)
+    return px / (desc.width * desc.height), px
 
 
 def _same_aspect(grey: np.ndarray, desc: ContentDescriptor) -> bool:
@@ -363,7 +406,7 @@ def index_keys(desc: ContentDescriptor) -> list[tuple[int, int]]:
 
 def query_keys(rgb: np.ndarray) -> list[int]:
     """The distinct keys of a copy's keypoints, as is and mirrored."""
-    views = _Views(_scaled(_luma(rgb)))
+    views = _Views(_scaled(_luma(rgb)), LOOKUP_POINTS)
     parts = [
         _keys(qd).ravel() for flip in (False, True) if (qd := views.features(flip)[1]) is not None
     ]
@@ -375,15 +418,16 @@ class _Views:
     (FAST and the Harris score are symmetric): detected once, only their descriptors are
     computed again on the mirrored picture (a quarter of the cost of a second detection)."""
 
-    def __init__(self, g: np.ndarray):
+    def __init__(self, g: np.ndarray, n: int = QUERY_POINTS):
         self.g = g
+        self.n = n
         self._plain = None
 
     def features(self, flip: bool):
         import cv2
 
         if self._plain is None:
-            self._plain = _query_detector().detectAndCompute(self.g, None)
+            self._plain = _query_detector(self.n).detectAndCompute(self.g, None)
         kps, des = self._plain
         if not flip:
             return kps, des
@@ -402,7 +446,7 @@ class _Views:
         ]
         if not mirrored:
             return [], None
-        return _query_detector().compute(np.ascontiguousarray(self.g[:, ::-1]), mirrored)
+        return _query_detector(self.n).compute(np.ascontiguousarray(self.g[:, ::-1]), mirrored)
 
 
 def _keys(des: np.ndarray) -> np.ndarray:
@@ -459,8 +503,8 @@ def _detector():
     return _cv_object("detector", DETECT)
 
 
-def _query_detector():
-    return _cv_object("query", QUERY_POINTS)
+def _query_detector(n: int = QUERY_POINTS):
+    return _cv_object(f"query{n}", n)
 
 
 def _matcher():

@@ -51,6 +51,8 @@ FINDINGS: dict[str, tuple[str, str, float]] = {
     "watermark-found": ("watermark", "claim", 0.0),
     "no-watermark": ("watermark", "absence", 0.9),
     "watermark-unchecked": ("watermark", "unchecked", 0.0),
+    # no pixels to look at in this kind of file (audio, a document): checks["watermarks"]
+    "watermark-not-applicable": ("watermark", "unchecked", 0.0),
     "metadata-ai-claim": ("metadata", "claim", 0.3),
     "metadata-claim": ("metadata", "claim", 0.3),
     "camera-claim": ("metadata", "claim", 0.3),
@@ -149,14 +151,17 @@ def collect(
     metadata: dict,
     ledger: dict,
     registry: dict,
+    checks: dict | None = None,
 ) -> list[Signal]:
     """Every finding of one report, in a stable order: file, C2PA, watermarks, metadata,
-    ledger, registry, content checks."""
+    ledger, registry, content checks. ``readable``: the file could be analysed (its pixels,
+    or for media whose pixels are not decoded, its credentials); ``checks``: the report's
+    ``checks`` object (``detectors.media``), which says why the watermarks were not looked for."""
     out: list[Signal] = []
     if not readable:
         out.append(finding("file-unreadable", unreadable_reason or "unreadable"))
     out += _c2pa(c2pa, watermarks)
-    out += _watermarks(watermarks, readable)
+    out += _watermarks(watermarks, readable, (checks or {}).get("watermarks"))
     out += _metadata(metadata)
     out += _ledger(ledger)
     out += _registry(registry)
@@ -239,7 +244,7 @@ def _c2pa(c2pa: dict, watermarks: list[dict]) -> list[Signal]:
     ]
 
 
-def _watermarks(watermarks: list[dict], readable: bool) -> list[Signal]:
+def _watermarks(watermarks: list[dict], readable: bool, check: str | None = None) -> list[Signal]:
     found = [w for w in watermarks if w.get("found")]
     out = []
     for w in found:
@@ -263,7 +268,14 @@ def _watermarks(watermarks: list[dict], readable: bool) -> list[Signal]:
                 w.get("confidence") or 0.0,
             )
         )
-    if readable and not found:
+    if readable and not watermarks and check and not check.startswith("ran"):
+        name = "watermark-not-applicable" if check.startswith("not applicable") else None
+        out.append(
+            finding(
+                name or "watermark-unchecked", f"invisible watermarks {check}", {"check": check}
+            )
+        )
+    elif readable and not found:
         usable = any(not (w.get("details") or {}).get("error") for w in watermarks)
         if usable:
             out.append(

@@ -16,8 +16,22 @@ Guards, in order:
   re-read without its oversized text chunks, and the skip is noted;
 * truncated or corrupt data, a text file named ``.png``, a zero-byte file: ``rgb`` is None and
   ``info["reason"]`` starts with ``"unreadable: "``;
-* animations (GIF, APNG, animated WebP): the first frame is analysed; ``info["frames"]`` says
-  how many there are (counted from the block headers, no frame decoded).
+* animations (GIF, APNG, animated WebP), multi-page TIFF, HEIF files with several pictures:
+  the first frame / page / the primary picture is analysed; ``info["frames"]`` says how many
+  there are (counted from the headers, no frame decoded) and a note says which was analysed.
+
+Formats beyond Pillow's own, each through a maintained package installed with
+``pip install 'fakestudio[formats]'`` (``detectors.media`` names them; without one, the
+pixels are not checked and the report says why, credentials still are):
+
+* HEIC/HEIF: ``pillow-heif`` (libheif), registered as a Pillow plugin on first use; AVIF is
+  Pillow's own. Same header check, same reduction; libheif's own security limits stay on.
+* DNG and other camera raws (NEF, ARW): ``rawpy`` (LibRaw) at half size (no demosaicing;
+  the header's size is checked before the raw data is unpacked); without rawpy, a DNG whose
+  first image Pillow reads (its embedded preview) is analysed instead, and a note says so.
+  EXIF and XMP come from the TIFF structure (``info["exif"]``, ``info["xmp"]``).
+* SVG: rendered by resvg only when it is self-contained, in a bounded child process
+  (``detectors.svg``).
 
 Analysis size: images over ``ANALYSIS_MAX_PIXELS`` (16.8 MP, 4096 x 4096) are decoded at an
 integer fraction of their size (JPEG: by DCT scaling, without ever holding the full image;
@@ -69,7 +83,10 @@ IMAGE_FORMATS = (
     "AVIF",
     "HEIF",
 )
-SUPPORTED_TEXT = "PNG, JPEG, WebP, GIF, BMP, TIFF, ICO, JPEG 2000, AVIF"
+SUPPORTED_TEXT = (
+    "PNG, JPEG, WebP, GIF, BMP, TIFF, ICO, JPEG 2000, AVIF; HEIC/HEIF, DNG, SVG with "
+    "fakestudio[formats]"
+)
 _POSTSCRIPT = (b"%!PS", b"\xc5\xd0\xd3\xc6")
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -102,11 +119,14 @@ def open_image(
     info: dict | None = None,
     *,
     data: bytes | None = None,
+    raw_half_size: bool = True,
 ) -> tuple[Image.Image | None, dict]:
     """Open (headers only) with every guard; returns (image, info). The caller closes it.
 
     ``data``: the file's bytes when the caller already read them (``path`` is then only used
     in messages). ``image`` is None when the file cannot be opened; ``info["reason"]`` says why.
+    SVG and camera raws are decoded here already (rendered, demosaiced; ``raw_half_size``:
+    LibRaw's fast half-size rendering, what the checks need; False for full size).
     """
     info = info if info is not None else new_info()
     if data is None:
@@ -126,6 +146,9 @@ def open_image(
         return None, _fail(
             info, f"file too large ({size // 2**20} MB > {MAX_FILE_BYTES // 2**20} MB)"
         )
+    special = _special_format(path, data)
+    if special is not None:
+        return _open_special(special, path, data, info, raw_half_size)
     try:
         im = _open_guarded(io.BytesIO(data) if data is not None else path, info)
     except _TextTooLarge:
@@ -246,9 +269,160 @@ class _Refused(Exception):
     pass
 
 
+RAW_FORMATS = ("DNG", "NEF", "ARW")
+
+
+def _special_format(path, data: bytes | None):
+    """The ``detectors.media`` type of formats Pillow does not decode itself (SVG, camera
+    raws), else None."""
+    from detectors.media import HEAD_BYTES, identify
+
+    if data is not None:
+        head = data[:HEAD_BYTES]
+    else:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(HEAD_BYTES)
+        except OSError:
+            return None
+    mt = identify(head, path)
+    if mt is not None and (mt.name == "SVG" or mt.name in RAW_FORMATS):
+        return mt
+    return None
+
+
+def _open_special(
+    mt, path, data: bytes | None, info: dict, raw_half_size: bool = True
+) -> tuple[Image.Image | None, dict]:
+    """SVG (rendered when safe) and camera raws (decoded by rawpy, else their embedded
+    preview): an RGB(A) Pillow image of the pixels, already decoded, with the header guards."""
+    info["format"], info["mime"] = mt.name, mt.mime
+    try:
+        raw = data if data is not None else Path(path).read_bytes()
+    except OSError as e:
+        return None, _fail(info, e.strerror or str(e))
+    try:
+        if mt.name == "SVG":
+            im = _render_svg(raw, info)
+        else:
+            im = _open_raw(mt.name, raw, info, raw_half_size)
+    except MemoryError:
+        return None, _fail(info, "out of memory while decoding")
+    except Exception as e:  # noqa: BLE001 - any failure is a reason, not a crash
+        return None, _fail(info, _why(e))
+    if im is None:
+        return None, info
+    info["width"], info["height"] = im.size
+    info["mode"] = im.mode
+    _describe(im, info)
+    return im, info
+
+
+def _render_svg(raw: bytes, info: dict) -> Image.Image | None:
+    from detectors.svg import render_svg
+
+    png, why = render_svg(raw)
+    if png is None:
+        _fail(info, f"SVG {why}")
+        return None
+    im = Image.open(io.BytesIO(png), formats=["PNG"])
+    w, h = im.size
+    if w * h > MAX_PIXELS:  # the renderer's box keeps it far below; belt and braces
+        raise _Refused(f"decompression-bomb guard: the SVG renders at {w}x{h} pixels")
+    im.load()
+    info["decoder"] = "rendered by resvg"
+    info["notes"].append(f"SVG rendered by resvg at {w}x{h} px (no external resources)")
+    return im
+
+
+def _open_raw(name: str, raw: bytes, info: dict, half_size: bool = True) -> Image.Image | None:
+    """A camera raw's pixels: rawpy (LibRaw) at half size, else the first image Pillow reads
+    in its TIFF structure (a DNG's embedded preview). EXIF and XMP from the TIFF structure."""
+    from detectors.media import RAWPY
+
+    im: Image.Image | None = None
+    if RAWPY.available:
+        rgb = _decode_raw(raw, half_size)
+        im = Image.fromarray(rgb, "RGB")
+        info["decoder"] = "decoded by rawpy (LibRaw)"
+        info["notes"].append(
+            f"{name} raw data decoded by rawpy (LibRaw): {im.width}x{im.height} px"
+        )
+    else:
+        try:
+            im = _open_guarded(io.BytesIO(raw), info)
+            w, h = im.size
+            if w * h > MAX_PIXELS or w > MAX_SIDE or h > MAX_SIDE:
+                raise _Refused(f"decompression-bomb guard: the preview claims {w}x{h} pixels")
+            im.load()
+        except _Refused:
+            raise
+        except Exception:  # noqa: BLE001 - no preview Pillow reads
+            _fail(
+                info,
+                f"{name} pixels need rawpy (LibRaw): {RAWPY.install_hint()}",
+            )
+            return None
+        info["decoder"] = "its embedded preview, decoded by Pillow"
+        info["notes"].append(
+            f"{name}: its embedded preview ({im.width}x{im.height}) is analysed, not the raw "
+            f"data ({RAWPY.install_hint()} to decode it)"
+        )
+    exif = Image.Exif()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            exif.load(raw)
+            xmp = exif.get(700)
+        except Exception:  # noqa: BLE001 - malformed TIFF tags: metadata.py reports it
+            xmp = None
+    im.info["exif"] = raw
+    if isinstance(xmp, (bytes, bytearray)):
+        im.info["xmp"] = bytes(xmp)
+    return im
+
+
+def _decode_raw(raw: bytes, half_size: bool = True) -> np.ndarray:
+    import rawpy
+
+    r = rawpy.RawPy()
+    try:
+        r.open_buffer(io.BytesIO(raw))
+        w, h = int(r.sizes.raw_width), int(r.sizes.raw_height)
+        if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+            raise _Refused(
+                f"decompression-bomb guard: the raw header claims {w}x{h} pixels "
+                f"(limit {MAX_PIXELS // 10**6} MP, {MAX_SIDE} px a side)"
+            )
+        r.unpack()
+        rgb = r.postprocess(half_size=half_size, use_camera_wb=True, output_bps=8, user_flip=0)
+    finally:
+        r.close()
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
 def open_formats() -> list[str]:
     Image.init()  # registers the plugins; only those named in IMAGE_FORMATS are tried
+    _register_heif()
     return [f for f in IMAGE_FORMATS if f in Image.OPEN]
+
+
+_heif_registered: bool | None = None
+
+
+def _register_heif() -> bool:
+    """pillow-heif's Pillow plugin ("HEIF"), once, when installed: HEIC/HEIF pictures only
+    (no thumbnails, depth or auxiliary images are read)."""
+    global _heif_registered
+    if _heif_registered is None:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+            _heif_registered = True
+        except Exception:  # noqa: BLE001 - not installed, or an incompatible build
+            _heif_registered = False
+    return _heif_registered
 
 
 def _unidentified(path, data: bytes | None) -> str:
@@ -277,7 +451,13 @@ def exif_of(im: Image.Image) -> Image.Exif:
 def _describe(im: Image.Image, info: dict) -> None:
     info["frames"] = _frames(im)
     if info["frames"] > 1:
-        info["notes"].append(f"animated ({info['frames']} frames): the first frame is analysed")
+        n = info["frames"]
+        if im.format == "TIFF":
+            info["notes"].append(f"multi-page TIFF ({n} pages): the first page is analysed")
+        elif im.format == "HEIF":
+            info["notes"].append(f"{n} pictures in the file: the primary picture is analysed")
+        else:
+            info["notes"].append(f"animated ({n} frames): the first frame is analysed")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -15,6 +15,11 @@ what a file *claims*, and a missing claim says nothing. Read:
 * camera EXIF: Make, Model, DateTimeOriginal, GPS present or not, orientation, Software.
   Malformed EXIF is reported in ``problems``, never raised.
 
+The same readers serve every picture format ``detectors.image_io`` opens: HEIC/HEIF
+(pillow-heif) and AVIF expose their EXIF and XMP items as Pillow's ``info["exif"]`` /
+``info["xmp"]``, and a DNG's (or another TIFF-based raw's) IFD0 EXIF and XMP tag 700 are put
+there by ``image_io`` (camera make and model, the IPTC digital source type).
+
 Bounded: text over ``MAX_PARSE`` characters is not parsed, strings kept in the report are
 clipped to ``MAX_TEXT`` characters, at most ``MAX_ITEMS`` names per list. Imports neither
 fakestudio nor torch.

@@ -35,6 +35,7 @@ KNOWN_ALGS = (*ALGS.values(), "org.fakestudio.wm.durable.v1")
 TIMEOUT = 15.0
 MAX_STORE_BYTES = 16 * 1024 * 1024
 CONFIRMED_SCORE = 95  # byContent scores at or above this carry watermark evidence
+MAX_CHECKED = 5  # candidates whose manifest is fetched and checked against this picture
 
 #: Failure codes a detached manifest store may show without its signature being in doubt: the
 #: hard binding cannot match bytes it is not attached to, and trust is the reader's business.
@@ -231,7 +232,7 @@ def recover(
                 how = "content"
             out["candidates"] = matches[:5]
             pointer = None
-            for m in matches[:3]:
+            for m in matches[:MAX_CHECKED]:
                 res = _check_match(client, m, how, mark, rgb, trust_anchors)
                 if res is None:
                     continue
@@ -275,8 +276,11 @@ def _check_match(client, match: dict, how: str, mark, rgb, trust_anchors) -> dic
     if rgb is not None:
         try:
             desc = content.from_manifest(c2pa.active_manifest)
+            details = (mark or {}).get("details") or {}
             check = (
-                content.check(rgb, desc, (mark or {}).get("details", {}).get("mirrored")).to_dict()
+                content.check(
+                    rgb, desc, details.get("mirrored"), content.mark_scale(details, desc)
+                ).to_dict()
                 if desc
                 else None
             )

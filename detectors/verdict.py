@@ -445,7 +445,20 @@ def _nothing_headline(f: Findings) -> str:
         )
     if f.has("ledger-candidate"):
         return "No provenance found (a similar image in your ledger could not be confirmed)"
+    if f.has("manifest-unchecked"):
+        why = f.first("manifest-unchecked").summary
+        return f"No provenance found; the Content Credentials could not be checked ({why})"
+    unchecked = _watermarks_not_checked(f)
+    if unchecked:
+        return f"No provenance found: no Content Credentials (invisible watermarks {unchecked})"
     return "No provenance found: no credentials, no known watermark, no generator metadata"
+
+
+def _watermarks_not_checked(f: Findings) -> str | None:
+    """Why the watermarks were not looked for (audio, a document, a decoder not installed),
+    from the report's checks; None when they were, or the picture was too small."""
+    s = f.first("watermark-not-applicable", "watermark-unchecked")
+    return s.details.get("check") if s is not None else None
 
 
 def _nothing_reasons(f: Findings) -> list[str]:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors import containers, content, image_io
+from detectors import containers, content, image_io, media
 from detectors.c2pa import C2paResult, read_c2pa, reconcile_store
 from detectors.evidence import Signal, collect, our_payload
 from detectors.fingerprint import CANDIDATE_BITS, hamming, phash_hex
@@ -68,6 +68,9 @@ class Report:
     verdict: Verdict
     trust: dict = field(default_factory=dict)
     registry: dict = field(default_factory=dict)  # filled only with verify --registry URL
+    # which checks ran on this file, and why the others did not (docs/formats.md)
+    checks: dict = field(default_factory=dict)
+    media: dict | None = None  # kind, mime, name (+ video: duration, sampled frame times)
 
     def to_dict(self, full: bool = True) -> dict[str, Any]:
         """The stable JSON form (``schema`` "fakestudio.verify/1"). ``full=False`` drops the
@@ -96,6 +99,8 @@ class Report:
             "signals": [s.to_dict() for s in self.signals],
             "trust": self.trust,
             "registry": self.registry or {"checked": False},
+            "checks": self.checks,
+            "media": self.media,
             "notes": self.notes(),
         }
 
@@ -130,8 +135,10 @@ def verify_image(
     size, sha, data = _read_file(p, info)
 
     anchors, trust = _anchors(trust_anchors)
+    mt = _media_type(p, data) if sha is not None else None
+    skipped = media.skipped_pixels(mt)
     im = None
-    if info["reason"] is None:
+    if info["reason"] is None and (mt is None or mt.kind == "image"):
         im, info = image_io.open_image(p, info, data=data)
 
     # C2PA works on the bytes even when Pillow cannot decode the pixels.
@@ -139,7 +146,7 @@ def verify_image(
     if sha is None:  # missing, not a file, too large or not readable
         c2pa = C2paResult("error", message=info["reason"] or "cannot read the file")
     else:
-        mime = info.get("mime")
+        mime = mt.mime if mt is not None else info.get("mime")
         c2pa = read_c2pa(
             data if data is not None else p,
             mime=mime,
@@ -163,12 +170,15 @@ def verify_image(
 
     watermarks: list[dict] = []
     phash = None
+    sampled = None
     if rgb is not None:
         watermarks = _watermarks(rgb)
         try:
             phash = phash_hex(rgb)
         except Exception:  # noqa: BLE001  (a hash is a hint; the verdict goes on without it)
             phash = None
+    elif mt is not None and mt.kind == "video" and skipped is None:
+        sampled, watermarks = _video(p, data, mt)
 
     ledger = {
         "checked": False,
@@ -189,15 +199,32 @@ def verify_image(
 
     c2pa_d = shallow_dict(c2pa)
     meta_d = meta.to_dict()
-    readable = rgb is not None
+    readable = rgb is not None or bool(sampled and sampled.frames)
+    checks = _checks(mt, skipped, info, sha, c2pa, im_read=im is not None)
+    checks["pixels"], reason = _pixels_check(mt, skipped, info, rgb, sampled)
+    if not readable and reason is None:
+        reason = _credentials_only(mt, c2pa, scan)
+        readable = reason is None  # nothing to decode here: the verdict rests on the credentials
+    checks["watermarks"] = media.watermark_status(
+        checks["pixels"], watermarks, [f.time_s for f in sampled.frames] if sampled else None
+    )
+    checks["ledger"] = _ran_or(ledger.get("checked"), ledger.get("note") or "--no-ledger")
+    if not registry:
+        not_asked = "not asked (--registry URL)"
+    elif c2pa.state != "absent":
+        not_asked = "the file carries a manifest"
+    else:
+        not_asked = "no decoded picture to look it up by"
+    checks["registry"] = _ran_or(reg.get("checked"), not_asked)
     signals = collect(
         readable=readable,
-        unreadable_reason=info.get("reason"),
+        unreadable_reason=reason or info.get("reason"),
         c2pa=c2pa_d,
         watermarks=watermarks,
         metadata=meta_d,
         ledger=ledger,
         registry=reg,
+        checks=checks,
     )
     verdict = decide_from(signals)
     image = {
@@ -220,7 +247,7 @@ def verify_image(
         file=name,
         size=size,
         sha256=sha,
-        format=info.get("format"),
+        format=info.get("format") or (mt.name if mt is not None else None),
         image=image,
         c2pa=c2pa_d,
         watermarks=watermarks,
@@ -231,6 +258,8 @@ def verify_image(
         verdict=verdict,
         trust=trust,
         registry=reg,
+        checks=checks,
+        media=_media_dict(mt, sampled),
     )
 
 
@@ -257,6 +286,105 @@ def _container_notes(scan, c2pa: C2paResult, info: dict) -> None:
 
 
 # --- internals ------------------------------------------------------------------------------
+
+
+def _media_type(p: Path, data: bytes | None):
+    if data is not None:
+        return media.identify(data, p.name)
+    return media.identify_file(p)
+
+
+def _video(p: Path, data: bytes | None, mt):
+    """A few frames of a video (PyAV) and the watermark detectors on each, merged."""
+    from detectors.video import merge_watermarks, sample_frames
+
+    sampled = sample_frames(data if data is not None else p, mt.name)
+    per_frame = [(f.time_s, _watermarks(f.rgb)) for f in sampled.frames]
+    for f in sampled.frames:
+        f.rgb = None  # the pixels are not kept in the report
+    return sampled, merge_watermarks(per_frame) if per_frame else []
+
+
+def _checks(mt, skipped, info: dict, sha, c2pa, im_read: bool) -> dict:
+    c2pa_ran = sha is not None and c2pa.state not in ("error", "unsupported")
+    checks = {
+        "c2pa": media.status(media.RAN)
+        if c2pa_ran
+        else media.status(media.NOT_RUN, c2pa.message or "the file could not be read"),
+    }
+    if im_read:
+        checks["metadata"] = media.RAN
+    elif mt is not None and mt.kind != "image":
+        checks["metadata"] = media.status(media.NOT_RUN, f"no metadata reader for {mt.name}")
+    else:
+        checks["metadata"] = media.status(
+            media.NOT_RUN, _skipped_why(skipped) or _strip(info.get("reason"))
+        )
+    return checks
+
+
+def _skipped_why(skipped: str | None) -> str | None:
+    """The reason part of a ``not run: ...`` status."""
+    return skipped.split(": ", 1)[1] if skipped and ": " in skipped else skipped
+
+
+def _pixels_check(mt, skipped, info: dict, rgb, sampled) -> tuple[str, str | None]:
+    """(the pixels check, the unreadable reason when pixels that should decode did not: such
+    a file is "unreadable" unless its credentials decide; None otherwise)."""
+    if rgb is not None:
+        by = _decoder_name(info)
+        return media.status(media.RAN, by), None
+    if sampled is not None and sampled.frames:
+        return media.status(media.RAN, f"{len(sampled.frames)} frame(s) decoded by PyAV"), None
+    if skipped:
+        return skipped, None
+    if sampled is not None:  # PyAV is there, and decoded nothing
+        if sampled.reason == "no video track":
+            return media.status(media.NOT_APPLICABLE, "no video track"), None
+        return media.status(media.NOT_RUN, sampled.reason), "unreadable: " + str(sampled.reason)
+    why = _strip(info.get("reason")) or "not decoded"
+    if info.get("format") == "SVG" and "not rendered:" in why and "well-formed" not in why:
+        return media.status(media.NOT_RUN, why), None  # unsafe to render: credentials only
+    return media.status(media.NOT_RUN, why), info.get("reason") or "unreadable: not decoded"
+
+
+def _credentials_only(mt, c2pa, scan) -> str | None:
+    """A file whose pixels are not decoded here (audio, a document, a format without its
+    decoder, an SVG not rendered) is still analysed for its credentials when the C2PA reader
+    read it and the container is whole: None then, else the unreadable reason."""
+    if mt is None:
+        return "unreadable: not a format the verifier reads"
+    if c2pa.state in ("error", "unsupported"):
+        return "unreadable: " + (c2pa.message or c2pa.state)
+    cut = [p for p in scan.problems if "past the end" in p]
+    if cut:
+        return f"unreadable: truncated or damaged {mt.name} ({cut[0]})"
+    return None
+
+
+def _decoder_name(info: dict) -> str:
+    if info.get("decoder"):
+        return str(info["decoder"])
+    return "decoded by pillow-heif" if info.get("format") == "HEIF" else "decoded by Pillow"
+
+
+def _media_dict(mt, sampled) -> dict | None:
+    if mt is None:
+        return None
+    d = mt.to_dict()
+    if sampled is not None:
+        d.update(sampled.describe())
+        if sampled.notes:
+            d["notes"] = list(sampled.notes)
+    return d
+
+
+def _ran_or(ran, why: str) -> str:
+    return media.RAN if ran else media.status(media.NOT_RUN, why)
+
+
+def _strip(reason: str | None) -> str | None:
+    return reason[len("unreadable: ") :] if reason and reason.startswith("unreadable: ") else reason
 
 
 def _read_file(p: Path, info: dict) -> tuple[int | None, str | None, bytes | None]:
@@ -408,8 +536,7 @@ def _ledger(ledger_path, sha: str, watermarks: list[dict], rgb, phash, by_conten
             entries = led.by_payload(ours["payload"])
             if entries:
                 out["same_payload"] = len(entries)
-                mirrored = (ours.get("details") or {}).get("mirrored")
-                checked = [(e, _content_check(rgb, e, phash, mirrored)) for e in reversed(entries)]
+                checked = [(e, _content_check(rgb, e, phash, ours)) for e in reversed(entries)]
                 entry, check = next(
                     ((e, c) for e, c in checked if c and c["outcome"] == "match"), checked[0]
                 )
@@ -475,7 +602,7 @@ def _by_content(out: dict, led, rgb) -> dict:
     return out
 
 
-def _content_check(rgb, entry, phash, mirrored=None) -> dict | None:
+def _content_check(rgb, entry, phash, mark: dict | None = None) -> dict | None:
     """Compare the picture with a ledger row: its content descriptor (signed into the
     manifest it keeps), else (rows made before content binding) its perceptual hash, which can
     confirm an uncropped copy but never rule one out; None when nothing can be compared."""
@@ -486,7 +613,9 @@ def _content_check(rgb, entry, phash, mirrored=None) -> dict | None:
     except content.DescriptorError as e:
         return {"outcome": "inconclusive", "method": "features", "reason": str(e)}
     if desc is not None:
-        return content.check(rgb, desc, mirrored).to_dict()
+        details = (mark or {}).get("details") or {}
+        scale = content.mark_scale(details, desc)
+        return content.check(rgb, desc, details.get("mirrored"), scale).to_dict()
     if phash and entry.phash and hamming(phash, entry.phash) <= CANDIDATE_BITS:
         d = hamming(phash, entry.phash)
         return {

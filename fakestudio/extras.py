@@ -8,6 +8,8 @@ publish`), with no torch. The rest come as extras (pyproject.toml has the versio
     registry   registry serve (SQLite; PostgreSQL)          starlette, uvicorn, psycopg
     web        web                                          starlette, uvicorn, python-multipart
     cluster    audit --engine ray                           ray
+    formats    the pixels of HEIC, DNG, SVG (verify, label)  pillow-heif, rawpy, resvg-py
+    video      video frames (verify)                        av
     all        all of them (`dev` adds the test tools)
 
 A command calls `require("studio", "train")` before it does anything: when a package of the
@@ -30,6 +32,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "registry": ("starlette", "uvicorn", "psycopg"),
     "web": ("starlette", "uvicorn", "python_multipart", "segno"),
     "cluster": ("ray",),
+    # verify reads these formats' credentials without them; their pixels need them
+    "formats": ("pillow_heif", "rawpy", "resvg_py"),
+    "video": ("av",),
 }
 
 

@@ -61,9 +61,12 @@ def _save(im: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-def build(root: Path, labelled: dict[str, Path] | None = None) -> list[Case]:
+def build(
+    root: Path, labelled: dict[str, Path] | None = None, media: dict[str, bytes] | None = None
+) -> list[Case]:
     """Write the corpus into ``root``; ``labelled``: signed outputs by format (png, jpeg,
-    webp) to corrupt, e.g. from ``tests.test_verify.write_labelled``."""
+    webp) to corrupt, e.g. from ``tests.test_verify.write_labelled``; ``media``: signed files
+    of the other containers (``tests.media_builders`` names: mp4, heic, wav ...) to corrupt."""
     root.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
 
@@ -266,7 +269,160 @@ def build(root: Path, labelled: dict[str, Path] | None = None) -> list[Case]:
                 "RIFF C2PA size 2^31",
             )
             put("c2pa-cut.webp", data[: pos + 40], 3, "cut inside the C2PA chunk")
+    media_cases(put, media or {})
     return cases
+
+
+# --- every other container C2PA embeds a store in (issue 27) ---------------------------------
+
+
+def _jumbf_at(data: bytes) -> tuple[int, int]:
+    """(start, end) of the manifest store's JUMBF superbox (its description box's header)."""
+    from detectors.containers import JUMD_C2PA
+
+    j = data.index(JUMD_C2PA)
+    start = j - 12
+    return start, start + struct.unpack(">I", data[start : start + 4])[0]
+
+
+def _junk(data: bytes, start: int, end: int, seed: int = 11) -> bytes:
+    return data[:start] + np.random.default_rng(seed).bytes(end - start) + data[end:]
+
+
+def media_cases(put, signed: dict[str, bytes]) -> None:
+    """Truncated boxes and wrong lengths in each container (BMFF, RIFF, ID3, TIFF/DNG, SVG,
+    PDF, FLAC): no crash, no hang; a damaged store reads "damaged" or "tampered" (exit 3),
+    never "no credentials"; a broken file without credentials is "unreadable" (4), a
+    well-formed one "no provenance" (1)."""
+    try:
+        from tests import media_builders as mb
+
+        plain = {n: mb.make(n) for n in ("heic", "mp4", "wav", "mp3", "dng", "svg", "pdf", "avi")}
+    except ImportError:  # the [formats]/[video] extras make these; the rest still runs
+        return
+
+    # stores made unreadable, in every container
+    for name in ("mp4", "heic", "mov", "m4a"):
+        if name not in signed:
+            continue
+        data = signed[name]
+        uuid = data.index(bytes.fromhex("d8fec3d61b0e483c92975828877ec481"))
+        box = uuid - 8
+        size = struct.unpack(">I", data[box : box + 4])[0]
+        if name == "mp4":
+            put("c2pa-bmff-junk.mp4", _junk(data, uuid + 16, box + size), 3, "C2PA uuid box junk")
+        if name == "heic":
+            put(
+                "c2pa-bmff-2p31.heic",
+                data[:box] + struct.pack(">I", 2**31) + data[box + 4 :],
+                3,
+                "C2PA uuid box size 2^31",
+            )
+        if name == "mov":
+            put("c2pa-bmff-cut.mov", data[: uuid + 200], 3, "cut inside the C2PA uuid box")
+        if name == "m4a":
+            put(
+                "c2pa-bmff-zeroed.m4a",
+                data[: uuid + 16] + bytes(size - 24) + data[box + size :],
+                3,
+                "C2PA uuid box zeroed",
+            )
+    for name in ("wav", "avi"):
+        if name in signed:
+            data = signed[name]
+            pos = data.index(b"C2PA")
+            length = struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+            if name == "wav":
+                put(
+                    "c2pa-riff-junk.wav",
+                    _junk(data, pos + 8, pos + 8 + length),
+                    3,
+                    "RIFF C2PA junk",
+                )
+            else:
+                put(
+                    "c2pa-riff-2p31.avi",
+                    data[: pos + 4] + struct.pack("<I", 2**31) + data[pos + 8 :],
+                    3,
+                    "RIFF C2PA chunk size 2^31",
+                )
+    for name, ext, why in (
+        ("mp3", "mp3", "ID3 GEOB store junk"),
+        ("flac", "flac", "ID3 GEOB store (before FLAC) junk"),
+        ("pdf", "pdf", "PDF manifest stream junk"),
+        ("dng", "dng", "TIFF 0xCD41 store junk"),
+        ("gif", "gif", "GIF C2PA_GIF store junk"),
+    ):
+        if name in signed:
+            start, end = _jumbf_at(signed[name])
+            put(f"c2pa-junk.{ext}", _junk(signed[name], start, end), 3, why)
+    if "dng" in signed:
+        data = signed["dng"]
+        tag = data.index(struct.pack("<HH", 0xCD41, 7))
+        put(
+            "c2pa-tiff-past-end.dng",
+            data[: tag + 8] + struct.pack("<I", len(data) + 4096) + data[tag + 12 :],
+            3,
+            "TIFF 0xCD41 points past the end",
+        )
+    if "svg" in signed:
+        data = signed["svg"]
+        k = data.index(b"<c2pa:manifest>") + len(b"<c2pa:manifest>")
+        end = data.index(b"</c2pa:manifest>")
+        junk = bytes(np.random.default_rng(4).integers(65, 91, end - k, dtype=np.uint8))
+        put("c2pa-svg-junk.svg", data[:k] + junk + data[end:], 3, "SVG manifest base64 junk")
+
+    # containers broken without credentials: unreadable, never a crash or a hang
+    heic, mp4, wav = plain["heic"], plain["mp4"], plain["wav"]
+    put("bmff-cut.heic", heic[: len(heic) // 2], 4, "HEIC cut in half")
+    moov = mp4.index(b"moov") - 4
+    put(
+        "bmff-moov-2p31.mp4",
+        mp4[:moov] + struct.pack(">I", 2**31) + mp4[moov + 4 :],
+        1,
+        "moov size 2^31: C2PA cannot parse it (said), FFmpeg decodes frames",
+    )
+    nested = b"".join(struct.pack(">I", 8 * (1000 - i)) + b"moov" for i in range(1000))
+    put("bmff-nested-1000.mp4", mp4[:32] + nested, 4, "1000 nested moov boxes")
+    put("riff-cut.wav", wav[: len(wav) // 2], 4, "WAV cut in half (data past the end)")
+    chunks = b"".join(b"junk" + struct.pack("<I", 2) + b"\0\0" for _ in range(100_000))
+    body = wav[12:]
+    riff = b"WAVE" + chunks + body
+    put("riff-100k-chunks.wav", b"RIFF" + struct.pack("<I", len(riff)) + riff, 1, "100,000 chunks")
+    put(
+        "id3-size-huge.mp3",
+        plain["mp3"][:6] + bytes([0x7F, 0x7F, 0x7F, 0x7F]) + plain["mp3"][10:],
+        4,
+        "ID3 tag claims 256 MB",
+    )
+    dng = plain["dng"]
+    put(
+        "tiff-ifd-past-end.dng",
+        dng[:4] + struct.pack("<I", len(dng) + 10) + dng[8:],
+        4,
+        "first IFD past the end",
+    )
+    put("dng-cut.dng", dng[: len(dng) // 2], 4, "DNG strip cut in half")
+    put("svg-external.svg", mb.make("svg", external="/etc/hostname"), 1, "not rendered, checked")
+    put("svg-file-url.svg", mb.make("svg", external="file:///etc/passwd"), 1, "not rendered")
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">'
+        + b"".join(
+            b"<!ENTITY " + c.encode() + b' "' + (b"&" + p.encode() + b";") * 10 + b'">'
+            for p, c in zip("abcdefg", "bcdefgh", strict=True)
+        )
+        + b']><svg xmlns="http://www.w3.org/2000/svg"><text>&h;</text></svg>'
+    )
+    put("svg-billion-laughs.svg", laughs, 1, "entities: never expanded nor rendered, checked")
+    put("svg-not-xml.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><rect", 4, "not well-formed")
+    put("pdf-cut.pdf", plain["pdf"][: len(plain["pdf"]) // 2], 4, "PDF cut in half")
+    avi = plain["avi"]
+    put(
+        "riff-2p31.avi",
+        avi[:4] + struct.pack("<I", 2**31) + avi[8:],
+        1,
+        "RIFF size 2^31: C2PA cannot parse it (said), FFmpeg decodes frames",
+    )
 
 
 def special_files(root: Path) -> list[Case]:

@@ -337,3 +337,20 @@ def test_a_picture_shown_in_a_labelled_poster_is_not_that_poster(scene, fixtures
     assert rep["verdict"]["outcome"] == "no-provenance", rep["verdict"]
     code, rep = run("verify", real / "canon-ixus.jpg", "--json")
     assert rep["verdict"]["outcome"] == "no-provenance" and not rep["ledger"]["record_found"]
+
+
+def test_tiers_and_trust_on_the_c2pa_fixtures(fixtures_dir):
+    """A valid signature confirms what it signed whoever the signer is; who vouches for the
+    signer is said beside it (trust is not integrity)."""
+    c2pa_dir = fixtures_dir / "c2pa"
+    code, rep = run("verify", c2pa_dir / "C.jpg", "--no-ledger", "--json")
+    assert rep["verdict"]["outcome"] == "labelled-ai" and rep["verdict"]["tier"] == "confirmed"
+    assert rep["c2pa"]["state"] == "valid-untrusted" and not rep["c2pa"]["trust_list"]
+    roots = c2pa_dir / "test_cert_root_bundle.pem"
+    code, rep = run("verify", c2pa_dir / "C.jpg", "--no-ledger", "--trust-anchors", roots, "--json")
+    assert rep["c2pa"]["state"] == "trusted" and rep["c2pa"]["trust_list"] == "user"
+    assert rep["verdict"]["tier"] == "confirmed"
+    assert any("who vouches" in r for r in rep["verdict"]["reasons"])
+    for name, tier in (("XCA.jpg", "broken"), ("no_manifest.jpg", "none")):
+        code, rep = run("verify", c2pa_dir / name, "--no-ledger", "--json")
+        assert rep["verdict"]["tier"] == tier, (name, rep["verdict"])

@@ -24,8 +24,24 @@ def corpus(tmp_path_factory):
         for i, fmt in enumerate(("png", "jpeg", "webp"))
     }
     root = base / "corpus"
-    cases = build(root, labelled)
+    cases = build(root, labelled, signed_media())
     return root, cases, special_files(base / "special"), base / "special"
+
+
+MEDIA = ("mp4", "heic", "mov", "m4a", "wav", "avi", "mp3", "flac", "pdf", "dng", "gif", "svg")
+
+
+def signed_media() -> dict[str, bytes]:
+    """Signed files of every other container (local identity), for the corpus to corrupt;
+    none when the [formats]/[video] extras that make them are missing."""
+    try:
+        from fakestudio.label.identity import ensure_identity
+        from tests.media_builders import FORMATS, make, sign
+
+        ident = ensure_identity()
+        return {n: sign(make(n), FORMATS[n][1], ident) for n in MEDIA}
+    except ImportError:
+        return {}
 
 
 def _verify(path, *extra):

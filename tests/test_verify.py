@@ -51,6 +51,8 @@ REPORT_KEYS = {
     "signals",
     "trust",
     "registry",
+    "checks",  # which checks ran (docs/formats.md)
+    "media",
     "notes",
 }
 NOT_A_VERDICT = re.compile(r"\b(real|authentic|genuine)\b", re.I)

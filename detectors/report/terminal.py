@@ -288,12 +288,26 @@ def _evidence(report: dict) -> list[tuple[str, list[str]]]:
 
     img = report.get("image") or {}
     fl = []
-    if report.get("format") or img.get("width"):
+    if img.get("width"):
         fl.append(
             f"{report.get('format')} {img.get('width')}x{img.get('height')} {img.get('mode') or ''}".strip()
         )
+    elif report.get("format"):
+        kind = (report.get("media") or {}).get("kind")
+        fl.append(f"{report['format']} ({kind})" if kind else str(report["format"]))
     if report.get("sha256"):
         fl.append(f"sha256 {report['sha256']}")
+    media = report.get("media") or {}
+    if media.get("frames_sampled") is not None:
+        fl.append(
+            f"video {media.get('width')}x{media.get('height')} {media.get('codec') or ''}, "
+            f"{media.get('duration_s')} s"
+        )
+    for key, status in (report.get("checks") or {}).items():
+        if key in ("pixels", "watermarks", "metadata") and (
+            not str(status).startswith("ran") or (key == "watermarks" and status != "ran")
+        ):
+            fl.append(printable(f"{key}: {status}"))
     if img.get("reason"):
         fl.append(printable(img["reason"]))
     fl += [printable(n) for n in img.get("notes") or []]

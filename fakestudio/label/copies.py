@@ -37,6 +37,7 @@ from PIL import Image
 
 from detectors.c2pa import TRAINED_ALGORITHMIC_MEDIA, read_c2pa
 from detectors.image_io import MAX_PIXELS, load_image, open_image
+from detectors.media import identify_file
 from detectors.metadata import read_metadata
 from detectors.watermarks import ours
 from fakestudio import __version__
@@ -60,6 +61,9 @@ from fakestudio.record import GENERATOR_NAME
 PARENT = "original"  # the ingredient label of the original in the manifest
 _COPY_ID_KEY = b"fakestudio-label-copy-v1"
 _MIME_FORMAT = {mime: fmt for fmt, mime in FORMATS.items()}
+#: formats whose several frames are pages or pictures, not an animation: the first page (the
+#: primary picture of a HEIF) is labelled
+_PAGED = ("TIFF", "HEIF")
 
 
 @dataclass
@@ -250,7 +254,7 @@ def _inspect(path: Path, cfg: CopyConfig, declared: str | None) -> Source:
         rgb, info = load_image(path, image=im, info=info, close=False, max_pixels=MAX_PIXELS)
         if rgb is None:
             raise UserError(f"{path}: not an image we can read ({_reason(info)})")
-        if (info.get("frames") or 1) > 1:
+        if (info.get("frames") or 1) > 1 and info.get("format") not in _PAGED:
             raise UserError(
                 f"{path}: an animation ({info['frames']} frames); only still images are labelled"
             )
@@ -263,7 +267,8 @@ def _inspect(path: Path, cfg: CopyConfig, declared: str | None) -> Source:
         meta = read_metadata(im, info.get("warnings"))
     finally:
         im.close()
-    mime = info.get("mime") or "application/octet-stream"
+    mt = identify_file(path)  # HEIC, DNG ...: the MIME C2PA reads and signs ingredients as
+    mime = (mt.mime if mt is not None else None) or info.get("mime") or "application/octet-stream"
     fmt = check_format(cfg.fmt) if cfg.fmt else _MIME_FORMAT.get(mime, "png")
     generator, models = _generator(meta)
     if generator is not None:
@@ -331,8 +336,9 @@ def _read(path: Path) -> bytes:
 
 
 def _pixels(path: Path, data: bytes):
-    """Upright RGB pixels at full size, and the colour profile when it is an RGB one."""
-    im, info = open_image(path, data=data)
+    """Upright RGB pixels at full size (a camera raw demosaiced at full size too), and the
+    colour profile when it is an RGB one."""
+    im, info = open_image(path, data=data, raw_half_size=False)
     if im is None:
         raise UserError(f"{path}: not an image we can read ({_reason(info)})")
     icc = im.info.get("icc_profile")

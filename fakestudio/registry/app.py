@@ -361,7 +361,9 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
                 found[row.manifest_id]["evidence"]["content_votes"] = votes
                 continue
             # a candidate only: the client confirms it with the manifest's signed descriptor
-            add(row, min(90, 40 + 5 * votes), {"content_votes": votes})
+            # above a perceptual-hash neighbour (60 at most): many similar outputs (a world
+            # base's portraits) must not crowd the keypoint candidates out of the client's few
+            add(row, min(94, 70 + 4 * votes), {"content_votes": votes})
     ranked = sorted(found.values(), key=lambda m: -m["similarityScore"])
     return ranked[:limit]
 
