@@ -5,10 +5,10 @@
   one token; every byte is a symbol too, so any other word (a trigger such as "ad4x") still encodes;
 - text encoder: a 3-layer CLIPTextModel (width 128);
 - VAE: a 4-block AutoencoderKL, 8x downsampling, 4 latent channels (256 px -> 32x32x4, as
-  Stable Diffusion's); runs 1-7 had 5 blocks, 16x downsampling and 8 or 16 channels, which
-  blurred eyes and glasses past reading (docs/world-model.md);
+  Stable Diffusion's): 5 blocks and 16x downsampling blur eyes and glasses past reading, at
+  8 or 16 channels alike (docs/world-model.md: the runs that showed it);
 - UNet: UNet2DConditionModel 48/96/160/192 channels, one layer per block, cross-attention at
-  16x16 and 8x8 (runs 1-7: 64/128/192 on 16x16 latents);
+  16x16 and 8x8;
 - scheduler: Stable Diffusion's noise schedule (Euler for sampling).
 """
 
@@ -99,7 +99,7 @@ def text_encoder_config(tokenizer, scale: str = "base") -> dict:
 
 
 def vae_config(scale: str = "base", latent_channels: int = 4, down: int = 8) -> dict:
-    """down: the VAE's downsampling factor, 8 or 16 (runs 1-7)."""
+    """down: the VAE's downsampling factor, 8 (the base's) or 16 (earlier runs' recipes)."""
     small = scale == "test"
     blocks = {8: 4, 16: 5}[down]
     widths = (32, 64, 128, 128) if down == 8 else (32, 64, 96, 128, 128)

@@ -64,23 +64,22 @@ class WorldRecipe:
     vae_kl: float = 1e-6
     # share of VAE crops whose hues are turned at random: the VAE is the base's image codec and
     # must carry any colour, including the held-out ones (pink hair, yellow shirts) that only a
-    # LoRA may teach; without it, the first run's VAE drew pink hair as skin (docs/world-model.md)
+    # LoRA may teach; a VAE that never saw them draws pink hair as skin (docs/world-model.md)
     vae_hue: float = 0.5
     # share of VAE scenes drawn in a random palette (every skin, hair, eye and shirt colour
     # its own random colour; the rest may be hue-turned as above): a whole-picture hue turn can
-    # be learnt as one global turn of the usual colours, and the second run's VAE still drew
-    # pink hair blond beside ordinary skin; recolouring each region on its own fixes that
+    # be learnt as one global turn of the usual colours (pink hair then comes out blond beside
+    # ordinary skin); recolouring each region on its own does not allow that shortcut
     vae_recolour: float = 0.5
     vae_lr_end: float = 0.1  # the VAE's learning rate falls (cosine) to this share of vae_lr
-    # the VAE's downsampling (8: 4 blocks, 32x32 latents; 16: 5 blocks, 16x16, runs 1-7). At
-    # 16x the probe read 71-84% of attributes back from its reconstructions after 2,000-3,000
-    # steps (eyes, glasses and beards blurred away): a ceiling under the 90% bar for any UNet.
-    # At 8x with 4 channels: 70% after 600 steps (run 7's 16x VAE: 35-38% there)
+    # the VAE's downsampling (8: 4 blocks, 32x32 latents; 16: 5 blocks, 16x16). At 16x the
+    # probe reads 71-84% of attributes back from the VAE's reconstructions after 2,000-3,000
+    # steps (eyes, glasses and beards blur away): a ceiling under the 90% bar for any UNet.
+    # At 8x with 4 channels: 70% after 600 steps (a 16x VAE: 35-38% there)
     vae_down: int = 8
-    # runs 3-5 (16x, 16 channels, recoloured VAE) never learnt their captions (probe at the
-    # floor, 19-26%, to 4,000 steps; they drew average colours); the control, the same UNet
-    # recipe on run 1's 8-channel latents, read 34% at 2,000 steps (run 1: 29.9%). 4 at 8x:
-    # Stable Diffusion's shape
+    # 4 at 8x, Stable Diffusion's shape. With 16 channels (at 16x, recoloured) a UNet never
+    # learns its captions (the probe stays at the floor, 19-26%, to 4,000 steps: it draws
+    # average colours) where the same UNet recipe on 8 channels reads 34% at 2,000 steps
     latent_channels: int = 4
     # stage 2: latents of this many world scenes (caption + latent mean and std)
     cache_scenes: int = 8192
@@ -88,8 +87,8 @@ class WorldRecipe:
     # stage 3: the text encoder learns to read captions (`reading.py`: at each noun of a
     # description, tell its attributes' values and whose they are) before the UNet listens to
     # it. A random frozen encoder's features give 61% of shirt colours and 82% of skins to a
-    # linear read-out (the attributes run 1 drew worst: 37% and 44% at step 6,000); after
-    # 100 steps of this, 100%
+    # linear read-out (the attributes a UNet on them draws worst: 37% and 44% at step 6,000);
+    # after 100 steps of this, 100%
     text_pretrain: int = 400
     # stage 4: UNet + text encoder on cached latents
     unet_steps: int = 7000
@@ -97,25 +96,22 @@ class WorldRecipe:
     unet_lr: float = 3e-4
     text_lr: float = 1e-4
     # UNet steps before the text encoder starts learning (it is frozen at its initial weights
-    # until then): trained from the first step, run 3's text encoder learnt to give every
-    # caption nearly the same features (their spread fell from 0.31 to 0.14 of the features'
-    # scale by step 4,000, run 1's rose to 0.39) and its UNet ignored the caption. A symptom,
-    # it turned out (run 4, frozen, stayed at the floor; the 16-channel VAE was the cause);
-    # kept: frozen steps are 25% faster, and run 6 learnt its captions with it
+    # until then): frozen steps are 25% faster, and a UNet learns its captions as well with
+    # them. (A text encoder trained from the first step can collapse every caption onto nearly
+    # the same features; that was a symptom of the 16-channel VAE, not a cause)
     text_start: int = 2000
     # the noise schedule's last beta (scaled linear from 0.00085, as SD's): SD's 0.012 leaves
     # 0.47% of the signal's power at the last step, 0.02 leaves 0.023%, so little of a scene's
-    # colours shows through the last steps' noise. Tried (run 5) as the cure for runs 3-4's
-    # caption blindness: it was not (the 16-channel VAE was); kept because run 6 learnt its
-    # captions faster than run 1 with it. Exported with the base's scheduler
+    # colours shows through the last steps' noise (a UNet learnt its captions faster with it
+    # than with SD's: docs/world-model.md). Exported with the base's scheduler
     beta_end: float = 0.02
-    # what the UNet predicts: "v_prediction" (Stable Diffusion 2's) or "epsilon" (SD 1's,
-    # runs 1-8). With epsilon, the clean latent the sampler's first steps infer is the noisy
-    # input less sigma (66 at the last step) times the prediction: run 8's UNet at step 1,574
-    # predicted the noise to 0.3% yet put the clean latent off by 13.8 (mean squared; the
-    # latents' variance is 1.0), and the loss, weighted by the signal-to-noise ratio there,
-    # never asked for better. The first steps decide a picture's colours, so they came out a
-    # random cast of the seed. v-prediction asks for the clean latent itself at high noise
+    # what the UNet predicts: "v_prediction" (Stable Diffusion 2's) or "epsilon" (SD 1's).
+    # With epsilon, the clean latent the sampler's first steps infer is the noisy input less
+    # sigma (66 at the last step) times the prediction: noise predicted to 0.3% still puts the
+    # clean latent off by 13.8 (mean squared; the latents' variance is 1.0), and the loss,
+    # weighted by the signal-to-noise ratio there, never asks for better. The first steps
+    # decide a picture's colours, which then come out a random cast of the seed. v-prediction
+    # asks for the clean latent itself at high noise
     prediction: str = "v_prediction"
     warmup: int = 200
     uncond: float = 0.1  # caption dropout, for classifier-free guidance
@@ -144,7 +140,7 @@ def turn_hue(image, degrees: float):
 def default_run_dir() -> Path:
     from detectors.paths import cache_dir
 
-    return cache_dir() / "world-train-9"  # run 8's VAE and cache, v-prediction
+    return cache_dir() / "world-train-9"  # the committed base's run (docs/world-model.md)
 
 
 def _rng(recipe: WorldRecipe, stage: int, step: int) -> np.random.Generator:
