@@ -357,13 +357,17 @@ def match_content(storage: SqlStorage, body: bytes, alg: str | None, limit: int,
         from detectors import content
 
         for votes, row in storage.by_content(content.query_keys(rgb), content.MIN_VOTES, limit):
+            # a candidate only: the client confirms it with the manifest's signed descriptor.
+            # Ranked above a perceptual-hash neighbour (60 at most), and a neighbour that the
+            # keys point to as well takes their score: many similar outputs (a world base's
+            # portraits) must not crowd the right one out of the client's few checks
+            score = min(94, 70 + 4 * votes)
             if row.manifest_id in found:
-                found[row.manifest_id]["evidence"]["content_votes"] = votes
+                match = found[row.manifest_id]
+                match["evidence"]["content_votes"] = votes
+                match["similarityScore"] = max(match["similarityScore"], score)
                 continue
-            # a candidate only: the client confirms it with the manifest's signed descriptor
-            # above a perceptual-hash neighbour (60 at most): many similar outputs (a world
-            # base's portraits) must not crowd the keypoint candidates out of the client's few
-            add(row, min(94, 70 + 4 * votes), {"content_votes": votes})
+            add(row, score, {"content_votes": votes})
     ranked = sorted(found.values(), key=lambda m: -m["similarityScore"])
     return ranked[:limit]
 
